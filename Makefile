@@ -1,0 +1,54 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up from a fresh
+# clone: a .venv in this folder, the project and its dependencies installed into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+HOUSEHOLDS ?= 6000
+DATA   ?= data/city
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install generate train serve lint fonts clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Chinese labels in plots need a CJK font; best effort, never fatal (plots still render without it).
+fonts:
+	@fc-list 2>/dev/null | grep -qi 'zenhei\|cjk' || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get install -y -q fonts-wqy-zenhei >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-wqy-zenhei >/dev/null 2>&1)) ; } || \
+	  echo "note: no CJK font installed; Chinese plot labels may show as boxes"
+
+generate: $(STAMP)
+	$(BIN)/relief-risk generate --households $(HOUSEHOLDS) --out $(DATA)
+
+train: $(STAMP)
+	$(BIN)/relief-risk train --data $(DATA)
+
+serve: $(STAMP)
+	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
+
+demo: $(STAMP) fonts
+	@echo "== 1/3 generate a synthetic city ($(HOUSEHOLDS) households, 36 months)"
+	@time -p $(BIN)/relief-risk generate --households $(HOUSEHOLDS) --out $(DATA)
+	@echo "== 2/3 train, evaluate against today's rules, register illness_poverty@champion"
+	@time -p $(BIN)/relief-risk train --data $(DATA)
+	@echo "== 3/3 serve on http://127.0.0.1:$(PORT)"
+	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) data mlruns mlflow.db audit.db .demo_keys

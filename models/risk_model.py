@@ -1,0 +1,108 @@
+"""What a risk model is: a LightGBM booster in its own text format, the feature schema, the
+calibration and the capacity thresholds, all in one self-describing folder.
+
+    model_dir/
+      booster.txt       LightGBM's own format
+      model_meta.json   risk, schema, calibration, thresholds, policy version, training facts
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.calibration import PlattCalibrator
+from models.explain import Explanation, explain_rows, top_reasons
+from models.schema import FeatureSchema
+
+BOOSTER_FILE = "booster.txt"
+META_FILE = "model_meta.json"
+BANDS = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Probability cut-offs from caseworker capacity: ``flag`` = the top ``capacity`` share of the
+    calibration period's households; ``medium`` = the next ``2 × capacity``."""
+
+    flag: float
+    medium: float
+    capacity: float
+
+    def band(self, p: np.ndarray) -> np.ndarray:
+        return np.where(p >= self.flag, "high", np.where(p >= self.medium, "medium", "low"))
+
+
+@dataclass
+class RiskModel:
+    risk: str
+    booster: lgb.Booster
+    schema: FeatureSchema
+    calibrator: PlattCalibrator
+    thresholds: Thresholds
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(d / BOOSTER_FILE))
+        doc = {
+            **self.meta, "risk": self.risk,
+            "feature_schema": json.loads(self.schema.to_json()),
+            "calibration": self.calibrator.to_dict(),
+            "thresholds": {"flag": self.thresholds.flag, "medium": self.thresholds.medium,
+                           "capacity": self.thresholds.capacity},
+            "explanation": {"algorithm": "LightGBM pred_contrib (exact TreeSHAP)", "scale": "log-odds",
+                            "top_reasons": 5},
+        }
+        (d / META_FILE).write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RiskModel:
+        d = Path(directory)
+        doc = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+        schema = FeatureSchema.from_json(json.dumps(doc.pop("feature_schema")))
+        booster = lgb.Booster(model_file=str(d / BOOSTER_FILE))
+        if booster.feature_name() != schema.ids:
+            raise ValueError(f"{d}: the booster's features differ from its schema")
+        t = doc.pop("thresholds")
+        return cls(risk=doc.pop("risk"), booster=booster, schema=schema,
+                   calibrator=PlattCalibrator.from_dict(doc.pop("calibration")),
+                   thresholds=Thresholds(flag=t["flag"], medium=t["medium"], capacity=t["capacity"]), meta=doc)
+
+    # ---- scoring ------------------------------------------------------------------------------
+    def matrix(self, features: pd.DataFrame) -> np.ndarray:
+        return self.schema.validate(features.loc[:, self.schema.ids] if set(self.schema.ids) <= set(features.columns)
+                                    else features)
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, raw_score=True), dtype="float64")
+
+    def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability, raw score, band and flag per row; no explanations (the cheap path)."""
+        x = self.matrix(features)
+        raw = self.raw_score(x)
+        p = self.calibrator.transform(raw)
+        return pd.DataFrame({"probability": p, "raw_score": raw, "band": self.thresholds.band(p),
+                             "flagged": p >= self.thresholds.flag}, index=features.index)
+
+    def score_rows(self, features: pd.DataFrame) -> list[dict[str, Any]]:
+        """Scores and exact explanations per row, as the API returns and the audit keeps them."""
+        x = self.matrix(features)
+        explanations: list[Explanation] = explain_rows(self.booster, self.schema, x)
+        raw = np.array([e.raw_score for e in explanations])
+        p = self.calibrator.transform(raw)
+        bands = self.thresholds.band(p)
+        return [{
+            "probability": float(p[i]), "band": str(bands[i]), "flagged": bool(p[i] >= self.thresholds.flag),
+            "base_value": e.base_value, "raw_score": e.raw_score,
+            "reasons": top_reasons(e, self.schema, x[i]), "contributions": e.contributions,
+        } for i, e in enumerate(explanations)]

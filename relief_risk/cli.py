@@ -1,0 +1,142 @@
+"""One command line with a subcommand per stage: generate, train, score, serve.
+
+    relief-risk generate --households 5000 --out data/city
+    relief-risk train --data data/city
+    relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
+    relief-risk serve --port 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("relief_risk")
+
+
+def _generate(a: argparse.Namespace) -> int:
+    from features.io import write_tables
+    from synthcity import generate_city
+
+    t0 = time.perf_counter()
+    city = generate_city(a.households, end_month=a.end_month, n_months=a.months, seed=a.seed, progress=True)
+    frames = {**city.tables(), "truth": city.truth}
+    write_tables(frames, a.out, fmt=a.format)
+    counts = {k: len(v) for k, v in frames.items()}
+    log.info("wrote %s to %s in %.1fs", counts, a.out, time.perf_counter() - t0)
+    print(json.dumps({"out": str(a.out), "rows": counts, "seconds": round(time.perf_counter() - t0, 1)}))
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from training.pipeline import TrainConfig, describe, train
+
+    result = train(TrainConfig(data_dir=a.data, risk=a.risk, capacity=a.capacity, seed=a.seed,
+                               alias=None if a.no_register else a.alias, policy_path=a.policy))
+    print(describe(result))
+    print(result.comparison.to_string())
+    return 0
+
+
+def _score(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from features.build import build_features
+    from features.io import load_policy_book, read_tables
+    from models.pyfunc import load_risk_model
+
+    policy = load_policy_book(a.policy)
+    tables = read_tables(a.data, policy=policy)
+    feats = build_features(tables, a.as_of, policy)
+    model, _ = load_risk_model(f"models:/{a.risk}@{a.alias}")
+    out = model.predict_frame(feats)
+    out.insert(0, "risk", a.risk)
+    out["as_of"] = a.as_of
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    out.reset_index().to_parquet(a.out, index=False)
+    print(json.dumps({"out": a.out, "households": len(out), "flagged": int(out["flagged"].sum())}))
+    return 0
+
+
+def _serve(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    if not os.environ.get("RELIEF_RISK_API_KEYS"):
+        if not a.demo_keys:
+            print("RELIEF_RISK_API_KEYS is not set; the service never starts open. Set it to role:key pairs "
+                  "(platform, auditor, admin), or pass --demo-keys to generate keys for a demo.", file=sys.stderr)
+            return 2
+        keys = {role: secrets.token_urlsafe(24) for role in ("platform", "auditor", "admin")}
+        os.environ["RELIEF_RISK_API_KEYS"] = ",".join(f"{r}:{k}" for r, k in keys.items())
+        path = Path(".demo_keys")
+        path.write_text("".join(f"{r}={k}\n" for r, k in keys.items()), encoding="utf-8")
+        path.chmod(0o600)
+        print("Generated demo API keys (also in .demo_keys, readable by you only):")
+        for r, k in keys.items():
+            print(f"  {r:9s} {k}")
+        print(f"Try: python3 ../shared/checks/contract_check.py --url http://{a.host}:{a.port} "
+              f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level="info", access_log=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write a synthetic city's raw tables")
+    g.add_argument("--households", type=int, default=5000)
+    g.add_argument("--months", type=int, default=36)
+    g.add_argument("--end-month", default="2026-10")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="data/city")
+    g.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    g.set_defaults(func=_generate)
+
+    t = sub.add_parser("train", help="fit, evaluate against the rules, log and register in MLflow")
+    t.add_argument("--data", default="data/city")
+    t.add_argument("--risk", default="illness_poverty")
+    t.add_argument("--capacity", type=float, default=0.02, help="share of households caseworkers can visit per 180 days")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--alias", default="champion")
+    t.add_argument("--no-register", action="store_true")
+    t.add_argument("--policy", default=None, help="policy parameter file (default: the packaged one)")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("score", help="score every household of a data folder as of a date (batch)")
+    s.add_argument("--data", default="data/city")
+    s.add_argument("--as-of", required=True)
+    s.add_argument("--risk", default="illness_poverty")
+    s.add_argument("--alias", default="champion")
+    s.add_argument("--out", default="data/scores.parquet")
+    s.add_argument("--policy", default=None)
+    s.set_defaults(func=_score)
+
+    v = sub.add_parser("serve", help="run the API")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    v.add_argument("--demo-keys", action="store_true", help="generate and print keys when none are configured")
+    v.set_defaults(func=_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(a.func(a) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

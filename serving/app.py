@@ -1,0 +1,202 @@
+"""The FastAPI app: an app factory, a lifespan that loads the champion models once, thin routes.
+
+Routes that score are plain ``def``: FastAPI runs them in its worker threads, so CPU-bound feature
+building, prediction and TreeSHAP never block the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import mlflow
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from mlflow.tracking import MlflowClient
+
+from features.io import load_policy_book
+from models.pyfunc import load_risk_model
+from serving.audit import AuditStore, AuditUnavailable
+from serving.auth import require
+from serving.limits import BodySizeLimit
+from serving.schemas import (
+    BatchRequest, BatchResponse, Bundle, ErrorResponse, ModelInfo, ModelsResponse, ScoreResponse,
+)
+from serving.scoring import LoadedModel, Scorer
+from serving.settings import Settings
+from serving.validation import check_bundle, parse_bundle
+
+log = logging.getLogger("relief_risk.serving")
+
+CONTRACT_EXAMPLE: dict[str, Any] = {
+    "as_of": "2026-06-30",
+    "household": {"household_id": "H000123", "town": "tangqiao", "hukou_type": "rural", "housing": "owned",
+                  "property_count": 1, "vehicle_count": 0, "financial_assets": 8000},
+    "members": [{"person_id": "P0001", "relation": "head", "sex": "M", "birth_date": "1961-03-02",
+                 "employment": "farmer", "disability_grade": 0}],
+    "income": [{"person_id": "P0001", "month": "2026-05", "source": "agriculture", "amount": 1500}],
+    "claims": [{"claim_id": "C1", "person_id": "P0001", "service_date": "2026-04-11", "setting": "inpatient",
+                "diagnosis_group": "cancer", "total_cost": 68000, "fund_paid": 40000,
+                "critical_illness_paid": 9000, "assistance_paid": 0, "out_of_pocket": 19000,
+                "inpatient_days": 12}],
+    "assistance": [],
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or unknown API key"},
+    403: {"model": ErrorResponse, "description": "the key's role may not call this endpoint"},
+    422: {"model": ErrorResponse, "description": "bad input: each item names the field (`loc`) and why (`msg`)"},
+    503: {"model": ErrorResponse, "description": "models not loaded or audit store unreachable; nothing was scored"},
+}
+
+
+class NotReady(RuntimeError):
+    pass
+
+
+def load_models(settings: Settings) -> list[LoadedModel]:
+    client = MlflowClient()
+    loaded = []
+    for risk in settings.risks:
+        mv = client.get_model_version_by_alias(risk, settings.model_alias)
+        uri = f"models:/{risk}@{settings.model_alias}"
+        model, facts = load_risk_model(uri)
+        loaded.append(LoadedModel(name=risk, version=str(mv.version), aliases=sorted(mv.aliases), model=model,
+                                  uri=uri, run_id=facts.get("run_id")))
+    return loaded
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.mlflow_tracking_uri:
+            mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        app.state.keys = settings.keys
+        app.state.policy = load_policy_book(settings.policy_path)
+        app.state.audit = AuditStore(settings.audit_url)
+        app.state.scorer = None
+        app.state.load_error = None
+        try:
+            app.state.audit.create()
+        except Exception as exc:  # the service still starts and says it is not ready
+            log.error("audit store unavailable at start: %s", type(exc).__name__)
+        try:
+            app.state.scorer = Scorer(models=load_models(settings), policy=app.state.policy)
+            log.info("loaded %s", ", ".join(f"{m.name} v{m.version}" for m in app.state.scorer.models))
+        except Exception as exc:
+            app.state.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("models not loaded: %s", app.state.load_error)
+        yield
+        app.state.audit.dispose()
+
+    app = FastAPI(
+        title="relief-risk", version="1", lifespan=lifespan,
+        summary="Active discovery of hardship (主动发现), above all illness-induced poverty (因病致贫).",
+        description="Scores support caseworkers' decisions about whom to visit; a score never denies help. "
+                    "See contract.md for the data contract.",
+    )
+    app.add_middleware(BodySizeLimit, default_limit=settings.max_body_bytes,
+                       limits={"/v1/score/batch": settings.max_batch_body_bytes})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "invalid"), "type": e.get("type", "value_error")}
+                  for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(AuditUnavailable)
+    async def _audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
+        log.error("audit write failed: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": "audit store unavailable; nothing was scored"})
+
+    @app.exception_handler(NotReady)
+    async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    @app.middleware("http")
+    async def _access_log(request: Request, call_next):  # no identifiers: path and status only
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        log.info("%s %s %d %.1fms", request.method, request.url.path if not request.url.path.startswith(
+            "/v1/audit/") else "/v1/audit/{id}", response.status_code, (time.perf_counter() - t0) * 1000)
+        return response
+
+    def scorer(request: Request) -> Scorer:
+        s = request.app.state.scorer
+        if s is None:
+            raise NotReady(f"models not loaded: {request.app.state.load_error or 'starting'}")
+        return s
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Models loaded and audit store reachable",
+             responses={503: {"model": ErrorResponse}})
+    def readyz(request: Request) -> JSONResponse:
+        problems = []
+        if request.app.state.scorer is None:
+            problems.append(f"models not loaded: {request.app.state.load_error or 'starting'}")
+        if not request.app.state.audit.ping():
+            problems.append("audit store unreachable")
+        if problems:
+            return JSONResponse(status_code=503, content={"status": "not ready", "detail": "; ".join(problems)})
+        return JSONResponse({"status": "ready"})
+
+    @app.post("/v1/score", response_model=ScoreResponse, tags=["scores"], responses=ERRORS,
+              summary="Score one household: calibrated risks, top reasons in Chinese, an audit record")
+    def score(request: Request, role: Annotated[str, Depends(require("platform"))],
+              bundle: Annotated[Bundle, Body(openapi_examples={"contract": {"value": CONTRACT_EXAMPLE}})]
+              ) -> dict[str, Any]:
+        s = scorer(request)
+        problems = check_bundle(bundle, s.policy)
+        if problems:
+            raise HTTPException(422, problems)
+        scored = s.score(bundle)
+        request.app.state.audit.write([scored.record])
+        return scored.response
+
+    @app.post("/v1/score/batch", response_model=BatchResponse, tags=["scores"], responses=ERRORS,
+              summary="Score up to 1,000 households; a bad item gets its own 422 detail")
+    def score_batch(request: Request, role: Annotated[str, Depends(require("platform"))],
+                    batch: BatchRequest) -> dict[str, Any]:
+        s = scorer(request)
+        results: list[dict[str, Any]] = []
+        records = []
+        for i, raw in enumerate(batch.items):
+            bundle, problems = parse_bundle(raw, s.policy, prefix=["body", "items", i])
+            if bundle is None:
+                results.append({"index": i, "status": 422, "detail": problems})
+                continue
+            scored = s.score(bundle, kind="batch")
+            results.append(scored.response)
+            records.append(scored.record)
+        if records:
+            request.app.state.audit.write(records)
+        return {"results": results}
+
+    @app.get("/v1/audit/{request_id}", tags=["audit"], responses=ERRORS,
+             summary="What was received, the model versions, full contributions and the response as returned")
+    def audit(request: Request, request_id: str, role: Annotated[str, Depends(require("auditor"))]) -> dict[str, Any]:
+        if len(request_id) > 64:
+            raise HTTPException(404, "no audit record with this request_id")
+        rec = request.app.state.audit.get(request_id)
+        if rec is None:
+            raise HTTPException(404, "no audit record with this request_id")
+        return {"request_id": rec.request_id, "created_at": rec.created_at.isoformat(), "kind": rec.kind,
+                "household_id": rec.household_id, "as_of": rec.as_of, "models": rec.models,
+                "request": rec.request, "scores": rec.scores, "response": rec.response}
+
+    @app.get("/v1/models", response_model=ModelsResponse, tags=["models"], responses=ERRORS,
+             summary="The served model names, versions and aliases")
+    def models(request: Request, role: Annotated[str, Depends(require("platform", "auditor", "admin"))]
+               ) -> dict[str, Any]:
+        s = scorer(request)
+        return {"models": [ModelInfo(name=m.name, version=m.version, aliases=m.aliases, run_id=m.run_id,
+                                     loaded_from=m.uri) for m in s.models]}
+
+    return app

@@ -1,0 +1,189 @@
+"""Request and response models of the scoring API (../shared/contract.md, "Scoring API").
+
+Request models are strict: a wrong type, an unknown field, NaN or Infinity, a negative amount, a
+bad enum or a malformed date is refused with the field's path, never coerced. Checks that span
+rows (the claim invariant, persons, dates after ``as_of``) live in ``serving.validation``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from features.tables import (
+    DIAGNOSIS_GROUPS, EMPLOYMENT, HOUSING, HUKOU_TYPES, INCOME_SOURCES, PROGRAMS, RELATIONS, SETTINGS, SEXES,
+)
+
+MAX_MEMBERS = 50
+MAX_ROWS = 5000          # income or claim rows in one bundle: 50 persons × 12 months × 7 sources ≈ 4,200
+MAX_ASSISTANCE_ROWS = 500
+MAX_BATCH = 1000
+MAX_MONEY = 1e10         # yuan; anything larger is a unit error, not a household
+MAX_COUNT = 10_000
+
+
+def _date(value: str) -> dt.date:
+    try:
+        d = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a valid calendar date (YYYY-MM-DD)") from None
+    if d.year < 1900:
+        raise ValueError("dates before 1900 are not plausible")
+    return d
+
+
+def _month(value: str) -> str:
+    if not 1900 <= int(value[:4]) <= 2999:
+        raise ValueError("not a plausible month")
+    return value
+
+
+IsoDate = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_date)]
+IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_month)]
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
+                                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+Money = Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
+
+
+def _enum(values: tuple[str, ...]) -> Any:
+    return Literal[values]  # type: ignore[valid-type]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Household(_Strict):
+    household_id: Id
+    town: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+    hukou_type: _enum(HUKOU_TYPES)
+    housing: _enum(HOUSING)
+    property_count: Count
+    vehicle_count: Count
+    financial_assets: Money
+
+
+class Member(_Strict):
+    person_id: Id
+    household_id: Id | None = None
+    relation: _enum(RELATIONS)
+    sex: _enum(SEXES)
+    birth_date: IsoDate
+    employment: _enum(EMPLOYMENT)
+    disability_grade: Annotated[int, Field(strict=True, ge=0, le=4)]
+
+
+class IncomeRow(_Strict):
+    person_id: Id
+    month: IsoMonth
+    source: _enum(INCOME_SOURCES)
+    amount: Money
+
+
+class Claim(_Strict):
+    claim_id: Id
+    person_id: Id
+    service_date: IsoDate
+    setting: _enum(SETTINGS)
+    diagnosis_group: _enum(DIAGNOSIS_GROUPS)
+    total_cost: Money
+    fund_paid: Money
+    critical_illness_paid: Money
+    assistance_paid: Money
+    out_of_pocket: Money
+    inpatient_days: Annotated[int, Field(strict=True, ge=0, le=366)]
+
+
+class AssistanceRow(_Strict):
+    household_id: Id | None = None
+    program: _enum(PROGRAMS)
+    start_date: IsoDate
+    end_date: IsoDate | None = None
+    monthly_amount: Money
+
+
+class Bundle(_Strict):
+    """One household and everything the platform holds on it, as of a date."""
+
+    as_of: IsoDate
+    household: Household
+    members: Annotated[list[Member], Field(min_length=1, max_length=MAX_MEMBERS)]
+    income: Annotated[list[IncomeRow], Field(max_length=MAX_ROWS)] = []
+    claims: Annotated[list[Claim], Field(max_length=MAX_ROWS)] = []
+    assistance: Annotated[list[AssistanceRow], Field(max_length=MAX_ASSISTANCE_ROWS)] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": []})
+
+
+class BatchRequest(BaseModel):
+    """Items are checked one by one, so one bad item does not sink the others."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+# ---- responses ---------------------------------------------------------------------------------
+class Reason(BaseModel):
+    feature: str = Field(description="feature id (ASCII)")
+    label: str = Field(description="中文名称")
+    value: float | None = Field(description="the household's own value; null where not reported")
+    display: str = Field(description="标签与数值，供社工阅读")
+    contribution: float = Field(description="contribution to the raw score (log-odds)")
+    direction: Literal["raises", "lowers", "none"]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class RiskScore(BaseModel):
+    risk: str
+    probability: float = Field(description="calibrated probability that a visit finds this need")
+    band: Literal["high", "medium", "low"]
+    flagged: bool = Field(description="within caseworker capacity: worth a visit; never a denial of help")
+    model: ModelRef
+    base_value: float = Field(description="log-odds; base_value + sum(all contributions) = raw score")
+    reasons: list[Reason]
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    household_id: str
+    as_of: str
+    scores: list[RiskScore]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: list[ErrorItem] | str
+
+
+class BatchItemError(BaseModel):
+    index: int
+    status: int = 422
+    detail: list[ErrorItem]
+
+
+class BatchResponse(BaseModel):
+    results: list[ScoreResponse | BatchItemError]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str | None = None
+    loaded_from: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]

@@ -1,0 +1,68 @@
+"""From a validated bundle to scores, explanations and audit records, with the same feature code
+as training (``features.build_features``) and the models exactly as registered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from features.build import build_features
+from features.policy import PolicyBook
+from features.tables import tables_from_bundle
+from models.risk_model import RiskModel
+from serving.audit import AuditRecord
+from serving.schemas import Bundle
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    aliases: list[str]
+    model: RiskModel
+    uri: str
+    run_id: str | None = None
+
+
+@dataclass
+class Scored:
+    response: dict[str, Any]
+    record: AuditRecord
+
+
+@dataclass
+class Scorer:
+    models: list[LoadedModel]
+    policy: PolicyBook
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, bundle: Bundle) -> tuple[dict[str, Any], pd.DataFrame]:
+        raw = bundle.model_dump(mode="json")
+        return raw, build_features(tables_from_bundle(raw), raw["as_of"], self.policy)
+
+    def score(self, bundle: Bundle, kind: str = "score") -> Scored:
+        raw, feats = self.features(bundle)
+        request_id = uuid.uuid4().hex
+        public, full = [], []
+        for lm in self.models:
+            row = lm.model.score_rows(feats)[0]
+            ref = {"name": lm.name, "version": lm.version}
+            public.append({
+                "risk": lm.model.risk, "probability": row["probability"], "band": row["band"],
+                "flagged": row["flagged"], "model": ref, "base_value": row["base_value"], "reasons": row["reasons"],
+            })
+            full.append({**public[-1], "raw_score": row["raw_score"], "contributions": row["contributions"],
+                         "features": {k: (None if pd.isna(v) else float(v)) for k, v in feats.iloc[0].items()}})
+        response = {"request_id": request_id, "household_id": raw["household"]["household_id"],
+                    "as_of": raw["as_of"], "scores": public}
+        record = AuditRecord(
+            request_id=request_id, created_at=dt.datetime.now(dt.UTC), kind=kind,
+            household_id=raw["household"]["household_id"], as_of=raw["as_of"],
+            models=[{"name": m.name, "version": m.version} for m in self.models],
+            request=raw, scores=full, response=response,
+        )
+        return Scored(response=response, record=record)

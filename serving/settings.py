@@ -1,0 +1,49 @@
+"""Service settings, typed and read once in the entry point (never at import time)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("platform", "auditor", "admin")
+
+
+def parse_api_keys(value: str) -> dict[str, frozenset[str]]:
+    """``role:key,role:key`` → {key: roles}. A key may serve several roles; empty keys are refused."""
+    keys: dict[str, set[str]] = {}
+    for i, item in enumerate(p.strip() for p in value.split(",")):
+        if not item:
+            continue
+        role, sep, key = item.partition(":")
+        role, key = role.strip(), key.strip()
+        if not sep or role not in ROLES:
+            raise ValueError(f"RELIEF_RISK_API_KEYS item {i + 1}: expected role:key with role one of {ROLES}")
+        if len(key) < 12:
+            raise ValueError(f"RELIEF_RISK_API_KEYS item {i + 1}: a key must have at least 12 characters")
+        keys.setdefault(key, set()).add(role)
+    if not keys:
+        raise ValueError("RELIEF_RISK_API_KEYS has no keys: the service never starts open")
+    return {k: frozenset(v) for k, v in keys.items()}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_RISK_", extra="ignore")
+
+    api_keys: SecretStr = Field(description="comma-separated role:key pairs; roles platform, auditor, admin")
+    audit_url: str = Field("sqlite:///audit.db", description="SQLAlchemy URL of the audit store")
+    risks: list[str] = Field(default=["illness_poverty"], description="registered model names to serve")
+    model_alias: str = "champion"
+    mlflow_tracking_uri: str | None = Field(None, description="defaults to MLFLOW_TRACKING_URI or MLflow's default")
+    policy_path: str | None = Field(None, description="policy parameter file; the packaged one by default")
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_body_bytes: int = 128 * 1024 * 1024
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, v: SecretStr) -> SecretStr:
+        parse_api_keys(v.get_secret_value())
+        return v
+
+    @property
+    def keys(self) -> dict[str, frozenset[str]]:
+        return parse_api_keys(self.api_keys.get_secret_value())

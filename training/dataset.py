@@ -1,0 +1,98 @@
+"""Point-in-time training snapshots: features as of T, labels from verifications in (T, T + 180 days].
+
+An unvisited household is unknown, not negative; training treats "no finding in the window" as 0
+(there is nothing else to learn from), and says so: ``visited`` is kept beside every row so the
+selection bias of the labels can be measured (training/evaluate.py), and where the synthetic city's
+latent truth is at hand, evaluation also reports against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from features.build import build_features
+from features.policy import PolicyBook
+from features.tables import Tables
+
+LABEL_DAYS = 180
+STEP_MONTHS = 3
+MIN_HISTORY_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[pd.Timestamp, ...]
+    validation: pd.Timestamp
+    test: pd.Timestamp
+
+
+def data_span(tables: Tables) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last day covered by the tables' dated rows."""
+    months = tables.income["month_index"]
+    dates = [tables.claims["service_date"], tables.verifications["visited_on"]]
+    first = min([pd.Timestamp(year=int(months.min()) // 12, month=int(months.min()) % 12 + 1, day=1)]
+                + [d.min() for d in dates if len(d)])
+    last = max(d.max() for d in dates if len(d))
+    return first, last
+
+
+def plan_split(first: pd.Timestamp, last: pd.Timestamp) -> Split:
+    """Month-end snapshots every 3 months; the test snapshot is the last whose label window ends by
+    ``last``; validation is the last whose window ends by the test date, training the ones whose
+    windows end by the validation date, so no label window overlaps a later split's."""
+    ends = pd.date_range(first + pd.DateOffset(months=MIN_HISTORY_MONTHS), last, freq="ME")
+    window = pd.Timedelta(days=LABEL_DAYS)
+    test = max(t for t in ends if t + window <= last)
+    validation = max(t for t in ends if t + window <= test)
+    train = [t for t in ends if t + window <= validation]
+    train = train[::-1][::STEP_MONTHS][::-1]
+    if not train:
+        raise ValueError(f"the data span {first.date()}..{last.date()} is too short for a time-based split")
+    return Split(train=tuple(train), validation=validation, test=test)
+
+
+def labels(verifications: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp, risk: str) -> pd.DataFrame:
+    """``label``: a finding ``risk`` in (T, T+180d]; ``visited``: any visit in that window."""
+    v = verifications
+    in_window = (v["visited_on"] > as_of) & (v["visited_on"] <= as_of + pd.Timedelta(days=LABEL_DAYS))
+    w = v.loc[in_window]
+    return pd.DataFrame({
+        "label": index.isin(w.loc[w["finding"] == risk, "household_id"]).astype("int8"),
+        "visited": index.isin(w["household_id"]).astype("int8"),
+    }, index=index)
+
+
+def truth_labels(truth: pd.DataFrame | None, index: pd.Index, as_of: pd.Timestamp, risk: str) -> np.ndarray | None:
+    """Synthetic latent truth: in hardship ``risk`` at some month of (T, T+6 months]."""
+    if truth is None:
+        return None
+    t = truth.loc[truth["finding"] == risk]
+    start = t["start_month"].str.slice(0, 4).astype(int) * 12 + t["start_month"].str.slice(5, 7).astype(int) - 1
+    end = t["end_month"].str.slice(0, 4).astype(int) * 12 + t["end_month"].str.slice(5, 7).astype(int) - 1
+    m = as_of.year * 12 + as_of.month - 1
+    active = t.loc[((end > m) & (start <= m + 6)).to_numpy(), "household_id"]
+    return index.isin(active).astype("int8")
+
+
+def snapshot(tables: Tables, as_of: pd.Timestamp, policy: PolicyBook, risk: str,
+             truth: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Features as of T with ``label``, ``visited``, ``as_of`` (and ``truth`` where known)."""
+    feats = build_features(tables, as_of, policy)
+    lab = labels(tables.verifications, feats.index, as_of, risk)
+    out = feats.join(lab)
+    out["as_of"] = as_of
+    tl = truth_labels(truth, feats.index, as_of, risk)
+    if tl is not None:
+        out["truth"] = tl
+    return out
+
+
+def build_snapshots(tables: Tables, dates: list[pd.Timestamp], policy: PolicyBook, risk: str,
+                    truth: pd.DataFrame | None = None, progress: bool = True) -> pd.DataFrame:
+    frames = [snapshot(tables, t, policy, risk, truth)
+              for t in tqdm(dates, desc="snapshots", unit="as-of", disable=not progress)]
+    return pd.concat(frames)
