@@ -8,9 +8,10 @@ rows (the claim invariant, persons, dates after ``as_of``) live in ``serving.val
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from features.tables import (
     DIAGNOSIS_GROUPS, EMPLOYMENT, HOUSING, HUKOU_TYPES, INCOME_SOURCES, PROGRAMS, RELATIONS, SETTINGS, SEXES,
@@ -22,9 +23,13 @@ MAX_ASSISTANCE_ROWS = 500
 MAX_BATCH = 1000
 MAX_MONEY = 1e10         # yuan; anything larger is a unit error, not a household
 MAX_COUNT = 10_000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _date(value: str) -> dt.date:
+def _date(value: Any) -> dt.date:
+    """Only the contract's ``YYYY-MM-DD`` string: no timestamps, no datetimes, no other formats."""
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("must be a date string YYYY-MM-DD")
     try:
         d = dt.date.fromisoformat(value)
     except ValueError:
@@ -40,7 +45,7 @@ def _month(value: str) -> str:
     return value
 
 
-IsoDate = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_date)]
+IsoDate = Annotated[dt.date, BeforeValidator(_date)]
 IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_month)]
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]

@@ -35,7 +35,7 @@ def _cents(x: float) -> int:
 def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
     """Everything the contract requires of a bundle beyond each field's own type and range."""
     out: list[Problem] = []
-    as_of: dt.date = b.as_of  # type: ignore[assignment]  # parsed to a date by the schema
+    as_of: dt.date = b.as_of
     as_of_month = f"{as_of.year:04d}-{as_of.month:02d}"
     try:
         towns = policy.at(as_of).towns
@@ -57,7 +57,7 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
         if m.household_id is not None and m.household_id != hid:
             out.append(_p(["members", i, "household_id"], "differs from household.household_id",
                           "value_error.household"))
-        if m.birth_date > as_of:  # type: ignore[operator]
+        if m.birth_date > as_of:
             out.append(_p(["members", i, "birth_date"], "after as_of", "value_error.after_as_of"))
 
     seen_income: set[tuple[str, str, str]] = set()
@@ -78,7 +78,7 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
             out.append(_p(["claims", i, "claim_id"], "duplicate claim_id in this bundle", "value_error.duplicate"))
         if c.person_id not in ids:
             out.append(_p(["claims", i, "person_id"], "not one of the bundle's members", "value_error.unknown_person"))
-        if c.service_date > as_of:  # type: ignore[operator]
+        if c.service_date > as_of:
             out.append(_p(["claims", i, "service_date"], "after as_of", "value_error.after_as_of"))
         parts = _cents(c.fund_paid) + _cents(c.critical_illness_paid) + _cents(c.assistance_paid) + _cents(c.out_of_pocket)
         if _cents(c.total_cost) != parts:
@@ -93,9 +93,9 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
         if a.household_id is not None and a.household_id != hid:
             out.append(_p(["assistance", i, "household_id"], "differs from household.household_id",
                           "value_error.household"))
-        if a.start_date > as_of:  # type: ignore[operator]
+        if a.start_date > as_of:
             out.append(_p(["assistance", i, "start_date"], "after as_of", "value_error.after_as_of"))
-        if a.end_date is not None and a.end_date < a.start_date:  # type: ignore[operator]
+        if a.end_date is not None and a.end_date < a.start_date:
             out.append(_p(["assistance", i, "end_date"], "before start_date", "value_error.dates"))
     return out
 

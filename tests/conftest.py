@@ -1,0 +1,135 @@
+"""Session fixtures: one small synthetic city, one seconds-long model trained into a temporary
+MLflow store (a real SQLite-backed tracking store and registry), and the app on top of them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_CHECK = ROOT.parent / "shared" / "checks" / "contract_check.py"
+TEST_HOUSEHOLDS = int(os.environ.get("RELIEF_RISK_TEST_HOUSEHOLDS", "4000"))
+KEYS = {"platform": "platform-key-0123456789", "auditor": "auditor-key-0123456789", "admin": "admin-key-0123456789"}
+KEYS_ENV = ",".join(f"{r}:{k}" for r, k in KEYS.items())
+
+
+@pytest.fixture(scope="session")
+def policy():
+    from features.io import load_policy_book
+
+    return load_policy_book()
+
+
+@pytest.fixture(scope="session")
+def city_dir(tmp_path_factory) -> Path:
+    from features.io import write_tables
+    from synthcity import generate_city
+
+    out = tmp_path_factory.mktemp("city")
+    city = generate_city(TEST_HOUSEHOLDS, seed=7)
+    write_tables({**city.tables(), "truth": city.truth}, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def city_tables(city_dir, policy):
+    from features.io import read_tables
+
+    return read_tables(city_dir, policy=policy)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri() if os.environ.get("MLFLOW_TRACKING_URI") else None
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    # artifacts in the temporary folder too, not in ./mlruns of wherever pytest was started
+    mlflow.create_experiment("relief-risk", artifact_location=(store / "artifacts").as_uri())
+    yield uri
+    if previous:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+    else:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def trained(city_dir, mlflow_uri):
+    from training.pipeline import TrainConfig, train
+
+    return train(TrainConfig(data_dir=str(city_dir), capacity=0.03, num_boost_round=300, progress=False))
+
+
+@pytest.fixture(scope="session")
+def champion(trained):
+    from models.pyfunc import load_risk_model
+
+    model, _ = load_risk_model("models:/illness_poverty@champion")
+    return model
+
+
+@pytest.fixture(scope="session")
+def settings(trained, mlflow_uri, tmp_path_factory):
+    from serving.settings import Settings
+
+    audit = tmp_path_factory.mktemp("audit") / "audit.db"
+    return Settings(api_keys=KEYS_ENV, audit_url=f"sqlite:///{audit}", mlflow_tracking_uri=mlflow_uri)
+
+
+@pytest.fixture(scope="session")
+def client(settings):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def auth(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(trained, mlflow_uri, tmp_path_factory):
+    """A real uvicorn process on loopback, started by the CLI as an operator would."""
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("server")
+    env = {**os.environ, "RELIEF_RISK_API_KEYS": KEYS_ENV, "MLFLOW_TRACKING_URI": mlflow_uri,
+           "RELIEF_RISK_AUDIT_URL": f"sqlite:///{workdir / 'audit.db'}"}
+    log = open(workdir / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port)],
+                            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(workdir / 'server.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(f"server not ready: {(workdir / 'server.log').read_text()[-3000:]}")
+    yield {"url": url, "proc": proc, "log": workdir / "server.log"}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

@@ -1,0 +1,112 @@
+"""End to end: a real uvicorn process on loopback, the shared contract check against it, and
+MLflow's own client loading the registered champion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+
+from serving.app import CONTRACT_EXAMPLE
+from tests.conftest import CONTRACT_CHECK, KEYS, auth
+
+pytestmark = pytest.mark.slow
+
+
+def test_contract_check_passes_against_the_live_server(live_server):
+    if not CONTRACT_CHECK.exists():
+        pytest.fail(f"{CONTRACT_CHECK} is missing: the shared folder must sit beside the project")
+    out = subprocess.run([sys.executable, str(CONTRACT_CHECK), "--url", live_server["url"],
+                          "--platform-key", KEYS["platform"], "--auditor-key", KEYS["auditor"]],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 failed" in out.stdout
+
+
+def test_malformed_requests_never_5xx_and_leave_the_server_healthy(live_server):
+    url = live_server["url"]
+    h = {**auth("platform"), "Content-Type": "application/json"}
+    bodies = [b"", b"{", b"[]", b"nul", b"\xff\xfe", b'{"as_of": "2026-06-30"}', b'{"household": 1}',
+              b'{"as_of": 20260630, "household": {}, "members": []}', b'{"items": "x"}',
+              ("{" * 5000 + "}" * 5000).encode()]
+    with httpx.Client(timeout=30) as c:
+        for path in ("/v1/score", "/v1/score/batch"):
+            for body in bodies:
+                r = c.post(url + path, content=body, headers=h)
+                assert 400 <= r.status_code < 500, (path, body[:40], r.status_code, r.text[:200])
+        r = c.post(url + "/v1/score", content=b"{}", headers={**auth("platform"), "Content-Type": "text/plain"})
+        assert 400 <= r.status_code < 500
+        assert c.get(url + "/healthz").status_code == 200
+        assert c.get(url + "/readyz").status_code == 200
+        assert c.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform")).status_code == 200
+    assert live_server["proc"].poll() is None
+    log = live_server["log"].read_text()
+    assert "H000123" not in log and "P0001" not in log, "identifiers must not reach the logs"
+
+
+def test_mlflow_loads_the_champion_and_predicts_on_its_input_example(trained):
+    from mlflow.models import Model
+
+    uri = "models:/illness_poverty@champion"
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    example = Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+    out = pyfunc.predict(pd.DataFrame(example))
+    assert list(out.columns[:4]) == ["probability", "raw_score", "band", "flagged"]
+    assert out["probability"].between(0, 1).all() and len(out) == len(example)
+    explained = pyfunc.predict(pd.DataFrame(example), params={"explain": True})
+    contrib = explained.filter(like="contrib__").sum(axis=1) + explained["base_value"]
+    assert (contrib - explained["raw_score"]).abs().max() < 1e-6
+
+
+def test_registered_model_logs_its_schema_policy_and_evaluation(trained):
+    client = mlflow.tracking.MlflowClient()
+    run = client.get_run(trained.run_id)
+    files = {f.path for f in client.list_artifacts(trained.run_id)}
+    assert {"feature_schema.json", "policy_parameters.toml", "data_snapshot.json", "plots", "evaluation"} <= files
+    plots = {f.path for f in client.list_artifacts(trained.run_id, "plots")}
+    assert {"plots/calibration.png", "plots/recall_at_capacity.png", "plots/global_importance.png"} <= plots
+    assert run.data.metrics["test_model_roc_auc"] > 0.7
+    assert "test_rule_xian_recall" in run.data.metrics
+    mv = client.get_model_version_by_alias("illness_poverty", "champion")
+    assert str(mv.version) == trained.version
+
+
+def test_mlflow_models_serve_answers(trained, tmp_path):
+    """`mlflow models serve` can serve the registered model (score only)."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/illness_poverty@champion",
+                             "-p", str(port), "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"],
+                            stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT, cwd=tmp_path,
+                            env={**os.environ,  # mlflow starts `uvicorn` from PATH: this environment's
+                                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    try:
+        from mlflow.models import Model
+        uri = "models:/illness_poverty@champion"
+        example = Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+        payload = {"dataframe_split": pd.DataFrame(example).to_dict(orient="split")}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/invocations", json=payload, timeout=10)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("mlflow models serve did not start: " + (tmp_path / "serve.log").read_text()[-2000:])
+                time.sleep(0.5)
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert len(preds) == len(example) and 0 <= preds[0]["probability"] <= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
