@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
-HOUSEHOLDS ?= 6000
+HOUSEHOLDS ?= 20000
 DATA   ?= data/city
 STAMP  := $(VENV)/.installed
 

@@ -135,7 +135,7 @@ BAD = {
     "inpatient days outside inpatient": (
         lambda b: (b["claims"][0].update(setting="outpatient"), b)[1], ["body", "claims", 0, "inpatient_days"]),
     "absurd amount": (_m(["household", "financial_assets"], 1e300), ["body", "household", "financial_assets"]),
-    "as_of before any policy": (_m(["as_of"], "1999-06-30"), ["body", "as_of"]),
+    "as_of before any policy": (_m(["as_of"], "1999-12-31"), ["body", "as_of"]),
     "assistance ends before it starts": (
         lambda b: (b["assistance"].append({"program": "dibao", "start_date": "2025-01-01", "end_date": "2024-01-01",
                                            "monthly_amount": 800}), b)[1], ["body", "assistance", 0, "end_date"]),

@@ -19,7 +19,7 @@ from features.policy import PolicyBook
 from features.tables import Tables
 
 LABEL_DAYS = 180
-STEP_MONTHS = 3
+STEP_MONTHS = 2
 MIN_HISTORY_MONTHS = 12
 
 

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from features.catalog import FEATURE_IDS
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
-from models.pyfunc import ARTIFACT_KEY, RiskPyfunc
+from models.pyfunc import ARTIFACT_KEY
 from models.schema import FeatureSchema
 from training import evaluate as ev
 from training.dataset import build_snapshots, data_span, plan_split
@@ -196,9 +196,11 @@ def train(config: TrainConfig) -> TrainResult:
                            "policy_version": policy.latest.version})
         model_dir = model.save(Path(tmp) / "risk_model")
         example = test_df[schema.ids].head(5).reset_index(drop=True)
-        signature = infer_signature(example, RiskPyfunc_output(model, example), params={"explain": False})
+        signature = infer_signature(example, model.predict_frame(example).reset_index(drop=True),
+                                    params={"explain": False})
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=RiskPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir)},
+            name="model", python_model=str(Path(__file__).resolve().parents[1] / "models" / "pyfunc_entry.py"),
+            artifacts={ARTIFACT_KEY: str(model_dir)},
             code_paths=[str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("models", "features")],
             signature=signature, input_example=example, pip_requirements=_pip_requirements(),
             registered_model_name=config.risk if config.alias is not None else None,
@@ -215,10 +217,6 @@ def train(config: TrainConfig) -> TrainResult:
     log.info("trained %s: run %s, version %s", config.risk, run.info.run_id, version)
     return TrainResult(run_id=run.info.run_id, model_name=config.risk, version=version, metrics=metrics,
                        comparison=comparison, timings=timings)
-
-
-def RiskPyfunc_output(model, example: pd.DataFrame) -> pd.DataFrame:  # noqa: N802 - mirrors the pyfunc
-    return model.predict_frame(example).reset_index(drop=True)
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
