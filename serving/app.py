@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from features.io import load_policy_book
 from models.pyfunc import load_risk_model
+from models.schema import FeatureSchemaError
 from serving.audit import AuditStore, AuditUnavailable
 from serving.auth import require
 from serving.limits import BodySizeLimit
@@ -112,6 +113,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def _audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
         log.error("audit write failed: %s", exc)
         return JSONResponse(status_code=503, content={"detail": "audit store unavailable; nothing was scored"})
+
+    @app.exception_handler(FeatureSchemaError)
+    async def _outside_schema(request: Request, exc: FeatureSchemaError) -> JSONResponse:
+        # every request limit is meant to keep features inside the schema; if one slips through,
+        # the caller learns which feature, and nothing is scored
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": ["body"], "msg": f"the household's features fall outside the model's schema: {exc}",
+             "type": "value_error.feature_schema"}]})
 
     @app.exception_handler(NotReady)
     async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:

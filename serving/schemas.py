@@ -34,14 +34,14 @@ def _date(value: Any) -> dt.date:
         d = dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError("not a valid calendar date (YYYY-MM-DD)") from None
-    if d.year < 1900:
-        raise ValueError("dates before 1900 are not plausible")
+    if not 1900 <= d.year <= 2100:
+        raise ValueError("dates must fall between 1900 and 2100")
     return d
 
 
 def _month(value: str) -> str:
-    if not 1900 <= int(value[:4]) <= 2999:
-        raise ValueError("not a plausible month")
+    if not 1900 <= int(value[:4]) <= 2100:
+        raise ValueError("months must fall between 1900 and 2100")
     return value
 
 
@@ -127,7 +127,7 @@ class BatchRequest(BaseModel):
     """Items are checked one by one, so one bad item does not sink the others."""
 
     model_config = ConfigDict(extra="forbid")
-    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+    items: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 # ---- responses ---------------------------------------------------------------------------------

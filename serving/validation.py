@@ -16,6 +16,7 @@ from features.policy import PolicyBook
 from serving.schemas import Bundle
 
 Problem = dict[str, Any]
+MAX_AGE = 120
 
 
 def _p(loc: list[str | int], msg: str, kind: str) -> Problem:
@@ -59,6 +60,8 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
                           "value_error.household"))
         if m.birth_date > as_of:
             out.append(_p(["members", i, "birth_date"], "after as_of", "value_error.after_as_of"))
+        elif (as_of.year - m.birth_date.year) > MAX_AGE:
+            out.append(_p(["members", i, "birth_date"], f"older than {MAX_AGE} years on as_of", "value_error.age"))
 
     seen_income: set[tuple[str, str, str]] = set()
     for i, r in enumerate(b.income):

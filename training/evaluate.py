@@ -55,10 +55,17 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return err / len(p)
 
 
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+CALIBRATION_QUANTILES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, quantiles=CALIBRATION_QUANTILES) -> pd.DataFrame:
+    """Observed finding rate against mean probability in bins by rank; the bins narrow toward the
+    top, where the rare positives and the caseworkers' attention are."""
     order = np.argsort(p, kind="stable")
-    rows = [{"mean_probability": float(p[c].mean()), "observed_rate": float(y[c].mean()), "n": len(c)}
-            for c in np.array_split(order, bins) if len(c)]
+    edges = sorted({int(round(q * len(p))) for q in quantiles})
+    rows = [{"from_quantile": a / len(p), "mean_probability": float(p[order[a:b]].mean()),
+             "observed_rate": float(y[order[a:b]].mean()), "n": b - a}
+            for a, b in zip(edges, edges[1:], strict=False) if b > a]
     return pd.DataFrame(rows)
 
 
