@@ -45,7 +45,6 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _score(a: argparse.Namespace) -> int:
-    import pandas as pd
 
     from features.build import build_features
     from features.io import load_policy_book, read_tables
@@ -107,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fit, evaluate against the rules, log and register in MLflow")
     t.add_argument("--data", default="data/city")
     t.add_argument("--risk", default="illness_poverty")
-    t.add_argument("--capacity", type=float, default=0.02, help="share of households caseworkers can visit per 180 days")
+    t.add_argument("--capacity", type=float, default=0.02,
+                   help="share of households caseworkers can visit per 180 days")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--alias", default="champion")
     t.add_argument("--no-register", action="store_true")

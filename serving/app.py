@@ -25,7 +25,13 @@ from serving.audit import AuditStore, AuditUnavailable
 from serving.auth import require
 from serving.limits import BodySizeLimit
 from serving.schemas import (
-    BatchRequest, BatchResponse, Bundle, ErrorResponse, ModelInfo, ModelsResponse, ScoreResponse,
+    BatchRequest,
+    BatchResponse,
+    Bundle,
+    ErrorResponse,
+    ModelInfo,
+    ModelsResponse,
+    ScoreResponse,
 )
 from serving.scoring import LoadedModel, Scorer
 from serving.settings import Settings

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Column, DateTime, Index, MetaData, String, Table, Text, create_engine, insert, select, text,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool

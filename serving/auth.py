@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,7 +23,7 @@ def _roles_of(request: Request, key: str) -> frozenset[str] | None:
 def require(*roles: str) -> Callable[..., str]:
     """A dependency that admits keys holding any of ``roles`` and returns the role used."""
 
-    def dependency(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+    def dependency(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
         if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from features.tables import (
-    DIAGNOSIS_GROUPS, EMPLOYMENT, HOUSING, HUKOU_TYPES, INCOME_SOURCES, PROGRAMS, RELATIONS, SETTINGS, SEXES,
+    DIAGNOSIS_GROUPS,
+    EMPLOYMENT,
+    HOUSING,
+    HUKOU_TYPES,
+    INCOME_SOURCES,
+    PROGRAMS,
+    RELATIONS,
+    SETTINGS,
+    SEXES,
 )
 
 MAX_MEMBERS = 50

@@ -68,7 +68,8 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
         if r.person_id not in ids:
             out.append(_p(["income", i, "person_id"], "not one of the bundle's members", "value_error.unknown_person"))
         if r.month > as_of_month:
-            out.append(_p(["income", i, "month"], f"after the month of as_of ({as_of_month})", "value_error.after_as_of"))
+            out.append(_p(["income", i, "month"], f"after the month of as_of ({as_of_month})",
+                          "value_error.after_as_of"))
         key = (r.person_id, r.month, r.source)
         if key in seen_income:
             out.append(_p(["income", i], "a second row for the same person, month and source",
@@ -83,7 +84,7 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
             out.append(_p(["claims", i, "person_id"], "not one of the bundle's members", "value_error.unknown_person"))
         if c.service_date > as_of:
             out.append(_p(["claims", i, "service_date"], "after as_of", "value_error.after_as_of"))
-        parts = _cents(c.fund_paid) + _cents(c.critical_illness_paid) + _cents(c.assistance_paid) + _cents(c.out_of_pocket)
+        parts = sum(_cents(x) for x in (c.fund_paid, c.critical_illness_paid, c.assistance_paid, c.out_of_pocket))
         if _cents(c.total_cost) != parts:
             out.append(_p(["claims", i, "total_cost"],
                           f"total_cost {c.total_cost:.2f} != fund_paid + critical_illness_paid + assistance_paid + "

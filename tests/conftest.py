@@ -112,7 +112,7 @@ def live_server(trained, mlflow_uri, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("server")
     env = {**os.environ, "RELIEF_RISK_API_KEYS": KEYS_ENV, "MLFLOW_TRACKING_URI": mlflow_uri,
            "RELIEF_RISK_AUDIT_URL": f"sqlite:///{workdir / 'audit.db'}"}
-    log = open(workdir / "server.log", "w")
+    log = open(workdir / "server.log", "w")  # noqa: SIM115 - held open for the server's lifetime
     proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port)],
                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from features.tables import (
-    DIAGNOSIS_GROUPS, EMPLOYMENT, HOUSING, HUKOU_TYPES, INCOME_SOURCES, PROGRAMS, RELATIONS, SETTINGS, TOWNS_DEFAULT,
+    DIAGNOSIS_GROUPS,
+    EMPLOYMENT,
+    HOUSING,
+    HUKOU_TYPES,
+    INCOME_SOURCES,
+    PROGRAMS,
+    RELATIONS,
+    SETTINGS,
+    TOWNS_DEFAULT,
 )
 from tests.conftest import auth
 
@@ -46,7 +54,8 @@ def random_bundle(rng: np.random.Generator) -> dict:
                        "service_date": str(as_of - dt.timedelta(days=int(rng.integers(0, 800)))), "setting": setting,
                        "diagnosis_group": str(rng.choice(DIAGNOSIS_GROUPS)), "total_cost": round(sum(parts), 2),
                        "fund_paid": parts[0], "critical_illness_paid": parts[1], "assistance_paid": parts[2],
-                       "out_of_pocket": parts[3], "inpatient_days": int(rng.integers(0, 60)) if setting == "inpatient" else 0})
+                       "out_of_pocket": parts[3],
+                       "inpatient_days": int(rng.integers(0, 60)) if setting == "inpatient" else 0})
     assistance = []
     for _ in range(int(rng.choice([0, 1, 3]))):
         start = as_of - dt.timedelta(days=int(rng.integers(0, 900)))

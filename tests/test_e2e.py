@@ -85,7 +85,8 @@ def test_mlflow_models_serve_answers(trained, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/illness_poverty@champion",
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve",
+                             "-m", "models:/illness_poverty@champion",
                              "-p", str(port), "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"],
                             stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT, cwd=tmp_path,
                             env={**os.environ,  # mlflow starts `uvicorn` from PATH: this environment's

@@ -45,7 +45,8 @@ def with_illness(b: dict, scale: float = 1.0) -> dict:
         fund = round(cost - oop, 2)
         return {"claim_id": f"k{i}", "person_id": "P1", "service_date": date, "setting": setting,
                 "diagnosis_group": "cancer", "total_cost": round(cost, 2), "fund_paid": fund,
-                "critical_illness_paid": 0, "assistance_paid": 0, "out_of_pocket": round(oop, 2), "inpatient_days": days}
+                "critical_illness_paid": 0, "assistance_paid": 0, "out_of_pocket": round(oop, 2),
+                "inpatient_days": days}
     b["claims"] += [claim(1, "2025-11-10", "inpatient", 90000 * scale, 30000 * scale, 15)]
     b["claims"] += [claim(2 + m, f"2026-0{m}-15", "special_outpatient", 6000 * scale, 2000 * scale, 0)
                     for m in range(1, 7)]
@@ -71,7 +72,8 @@ def test_a_serious_illness_raises_risk_above_the_healthy_twin(champion, policy):
 
 def test_a_wealthy_household_with_the_same_illness_scores_below_a_poor_one(champion, policy):
     poor, _ = score(champion, policy, with_illness(household(income=1500, assets=3000)))
-    rich, _ = score(champion, policy, with_illness(household(income=20000, assets=900000, property_count=3, vehicles=2)))
+    wealthy = household(income=20000, assets=900000, property_count=3, vehicles=2)
+    rich, _ = score(champion, policy, with_illness(wealthy))
     assert rich < poor
 
 

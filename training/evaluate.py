@@ -45,6 +45,10 @@ def ranking_metrics(y: np.ndarray, score: np.ndarray, capacity: float) -> dict[s
             **at_capacity(y, score, capacity)}
 
 
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(brier_score_loss(y, p))
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Weighted mean |observed rate − mean probability| over equal-frequency bins."""
     order = np.argsort(p, kind="stable")

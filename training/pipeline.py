@@ -9,33 +9,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import mlflow
-import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
 from features.catalog import FEATURE_IDS
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
-from models.pyfunc import ARTIFACT_KEY
 from models.schema import FeatureSchema
-from training import evaluate as ev
-from training.dataset import build_snapshots, data_span, plan_split
+from training.dataset import LABEL_DAYS, build_snapshots, data_span, plan_split
 from training.fit import fit_risk_model
-from training.rules import RULES, rule_scores
+from training.registry import log_and_register, log_evidence
+from training.report import evaluate_period
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "relief-risk"
-RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow", "pyarrow")
 
 
 @dataclass
@@ -63,17 +55,15 @@ class TrainResult:
     timings: dict[str, float]
 
 
-def _pip_requirements() -> list[str]:
-    return [f"{p}=={metadata.version(p)}" for p in RUNTIME_PACKAGES]
-
-
-def _data_fingerprint(data_dir: str) -> dict[str, Any]:
+def data_fingerprint(data_dir: str) -> dict[str, Any]:
     """Names, sizes and a hash of the raw files: which snapshot of the data this run saw."""
     files = sorted(p for p in Path(data_dir).iterdir() if p.suffix in (".parquet", ".csv"))
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode())
-        h.update(p.read_bytes())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return {"files": {p.name: p.stat().st_size for p in files}, "sha256": h.hexdigest()}
 
 
@@ -105,122 +95,43 @@ def train(config: TrainConfig) -> TrainResult:
                                   early_stopping_rounds=config.early_stopping_rounds, params=config.lgbm)
     timings["fit_s"] = time.perf_counter() - t0
 
-    # ---- evaluation on the later period --------------------------------------------------------
     t0 = time.perf_counter()
-    pred = model.predict_frame(test_df[schema.ids])
-    p = pred["probability"].to_numpy()
-    y = test_df["label"].to_numpy()
-    rules = rule_scores(test_df[schema.ids], split.test, policy)
-    comparison = ev.compare(y, p, rules, config.capacity)
-    metrics: dict[str, float] = {
-        "test_brier": float(ev.brier_score_loss(y, p)),
-        "test_ece": float(ev.expected_calibration_error(y, p)),
-        "test_positives": float(y.sum()), "test_households": float(len(y)),
-        "train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
-        "best_iteration": float(facts["best_iteration"]),
-    }
-    for scorer, row in comparison.iterrows():
-        key = scorer.replace("rule:", "rule_")
-        for m in ("roc_auc", "pr_auc", "recall", "precision", "found"):
-            metrics[f"test_{key}_{m}"] = float(row[m])
-    best_rule = comparison.drop(index="model")["recall"].astype(float).idxmax()
-    metrics["test_recall_gain_over_best_rule"] = float(comparison.loc["model", "recall"] - comparison.loc[best_rule, "recall"])
-    # selection bias: who gets a verdict at all
-    visited = test_df["visited"].to_numpy() == 1
-    fired_any = (rules.to_numpy() >= 1000).any(axis=1)
-    metrics["test_visited_share"] = float(visited.mean())
-    metrics["test_visited_share_rule_fired"] = float(visited[fired_any].mean()) if fired_any.any() else float("nan")
-    metrics["test_visited_share_rule_silent"] = float(visited[~fired_any].mean()) if (~fired_any).any() else float("nan")
-    truth_cmp = None
-    if "truth" in test_df:
-        yt = test_df["truth"].to_numpy()
-        truth_cmp = ev.compare(yt, p, rules, config.capacity)
-        for scorer, row in truth_cmp.iterrows():
-            key = scorer.replace("rule:", "rule_")
-            for m in ("roc_auc", "recall", "precision"):
-                metrics[f"truth_{key}_{m}"] = float(row[m])
-        metrics["truth_positives"] = float(yt.sum())
-        metrics["truth_share_visited"] = float(visited[yt == 1].mean()) if yt.sum() else float("nan")
+    report = evaluate_period(model, test_df, split.test, policy, config.capacity, seed=config.seed)
+    report.metrics |= {"train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
+                       "best_iteration": float(facts["best_iteration"])}
     timings["evaluate_s"] = time.perf_counter() - t0
 
-    # ---- MLflow -----------------------------------------------------------------------------------
     t0 = time.perf_counter()
     mlflow.set_experiment(config.experiment)
-    version = None
-    with mlflow.start_run(run_name=f"{config.risk}-{split.test.date()}") as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    dates = {"train": [str(t.date()) for t in split.train], "validation": str(split.validation.date()),
+             "test": str(split.test.date())}
+    with mlflow.start_run(run_name=f"{config.risk}-{split.test.date()}") as run:
         mlflow.set_tags({"risk": config.risk, "stage": "train"})
         mlflow.log_params({
-            "risk": config.risk, "capacity": config.capacity, "seed": config.seed,
-            "train_as_of": ",".join(str(t.date()) for t in split.train), "validation_as_of": str(split.validation.date()),
-            "test_as_of": str(split.test.date()), "label_days": 180,
-            "policy_version_test": policy.at(split.test.date()).version,
+            "risk": config.risk, "capacity": config.capacity, "seed": config.seed, "label_days": LABEL_DAYS,
+            "train_as_of": ",".join(dates["train"]), "validation_as_of": dates["validation"],
+            "test_as_of": dates["test"], "policy_version_test": policy.at(split.test.date()).version,
             **{f"lgbm_{k}": v for k, v in facts["params"].items() if k != "monotone_constraints"},
         })
-        mlflow.log_metrics(metrics)
-        mlflow.log_metrics({f"timing_{k}": v for k, v in timings.items()})
         for i, (auc, loss) in enumerate(zip(facts["validation_curve"]["auc"],
                                             facts["validation_curve"]["binary_logloss"], strict=True)):
             mlflow.log_metrics({"validation_auc": auc, "validation_logloss": loss}, step=i)
-        mlflow.log_text(schema.to_json(), "feature_schema.json")
-        mlflow.log_text(policy_file_text(config.policy_path), "policy_parameters.toml")
-        mlflow.log_dict({"data_dir": str(Path(config.data_dir).resolve().name), **_data_fingerprint(config.data_dir),
-                         "span": [str(first.date()), str(last.date())],
-                         "split": {"train": [str(t.date()) for t in split.train],
-                                   "validation": str(split.validation.date()), "test": str(split.test.date())},
-                         "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)}},
-                        "data_snapshot.json")
-        mlflow.log_text(comparison.to_csv(), "evaluation/model_vs_rules.csv")
-        if truth_cmp is not None:
-            mlflow.log_text(truth_cmp.to_csv(), "evaluation/model_vs_rules_latent_truth.csv")
-        mlflow.log_dict({r.name: r.label_zh for r in RULES}, "evaluation/rules.json")
-        cal = ev.calibration_table(y, p)
-        mlflow.log_text(cal.to_csv(index=False), "evaluation/calibration.csv")
-        figs = {
-            "plots/calibration.png": ev.plot_calibration(cal, f"{config.risk} 校准曲线（{split.test.date()}）"),
-            "plots/recall_at_capacity.png": ev.plot_recall_at_capacity(
-                y, {"模型": p, **{f"规则 {c}": rules[c].to_numpy() for c in rules}},
-                np.linspace(0.005, 0.1, 20), f"{config.risk}：同等走访能力下的发现率"),
-        }
-        sample = test_df[schema.ids].sample(n=min(5000, len(test_df)), random_state=config.seed)
-        contrib = np.asarray(model.booster.predict(schema.validate(sample), pred_contrib=True))[:, :-1]
-        importance = np.abs(contrib).mean(axis=0)
-        mlflow.log_dict(dict(zip(schema.ids, importance.tolist(), strict=True)), "evaluation/global_importance.json")
-        figs["plots/global_importance.png"] = ev.plot_importance(
-            [schema.labels[i] for i in schema.ids], importance, f"{config.risk} 全局重要性")
-        for path, fig in figs.items():
-            mlflow.log_figure(fig, path)
-            plt.close(fig)
-
-        model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": str(split.test.date()),
+        log_evidence(report, schema_json=schema.to_json(), policy_text=policy_file_text(config.policy_path),
+                     snapshot={"data_dir": Path(config.data_dir).resolve().name, **data_fingerprint(config.data_dir),
+                               "span": [str(first.date()), str(last.date())], "split": dates,
+                               "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)}})
+        model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": dates["test"],
                            "policy_version": policy.latest.version})
-        model_dir = model.save(Path(tmp) / "risk_model")
-        example = test_df[schema.ids].head(5).reset_index(drop=True)
-        signature = infer_signature(example, model.predict_frame(example).reset_index(drop=True),
-                                    params={"explain": False})
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).resolve().parents[1] / "models" / "pyfunc_entry.py"),
-            artifacts={ARTIFACT_KEY: str(model_dir)},
-            code_paths=[str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("models", "features")],
-            signature=signature, input_example=example, pip_requirements=_pip_requirements(),
-            registered_model_name=config.risk if config.alias is not None else None,
-        )
-        if config.alias is not None:
-            version = str(info.registered_model_version)
-            client = MlflowClient()
-            client.set_registered_model_alias(config.risk, config.alias, version)
-            client.update_model_version(config.risk, version, description=(
-                f"{config.risk}: trained on {len(train_df)} household-snapshots, tested on {split.test.date()}; "
-                f"recall at {config.capacity:.0%} capacity {comparison.loc['model', 'recall']:.3f} "
-                f"vs best rule {best_rule} {comparison.loc[best_rule, 'recall']:.3f}."))
-    timings["mlflow_s"] = time.perf_counter() - t0
+        cmp, best = report.comparison, report.best_rule
+        version = log_and_register(model, test_df[schema.ids].head(5), alias=config.alias, description=(
+            f"{config.risk}: trained on {len(train_df)} household-snapshots, tested on {dates['test']}; recall at "
+            f"{config.capacity:.0%} capacity {cmp.loc['model', 'recall']:.3f} vs best rule {best} "
+            f"{cmp.loc[best, 'recall']:.3f}."))
+        timings["mlflow_s"] = time.perf_counter() - t0
+        mlflow.log_metrics({f"timing_{k}": v for k, v in timings.items()})
     log.info("trained %s: run %s, version %s", config.risk, run.info.run_id, version)
-    return TrainResult(run_id=run.info.run_id, model_name=config.risk, version=version, metrics=metrics,
-                       comparison=comparison, timings=timings)
-
-
-def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    return TrainConfig(**d)
+    return TrainResult(run_id=run.info.run_id, model_name=config.risk, version=version, metrics=report.metrics,
+                       comparison=report.comparison, timings=timings)
 
 
 def describe(result: TrainResult) -> str:
@@ -228,6 +139,3 @@ def describe(result: TrainResult) -> str:
                        "timings": result.timings, **{k: v for k, v in result.metrics.items()
                                                      if k.startswith(("test_model", "truth_model"))}},
                       indent=2, default=float)
-
-
-__all__ = ["TrainConfig", "TrainResult", "asdict", "describe", "train"]
