@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features.build import build_features
+from features.groups import household_groups
 from features.policy import PolicyBook
 from features.tables import Tables
 
@@ -80,10 +81,12 @@ def truth_labels(truth: pd.DataFrame | None, index: pd.Index, as_of: pd.Timestam
 
 def snapshot(tables: Tables, as_of: pd.Timestamp, policy: PolicyBook, risk: str,
              truth: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Features as of T with ``label``, ``visited``, ``as_of`` (and ``truth`` where known)."""
+    """Features as of T with ``label``, ``visited``, ``as_of``, the fairness groups as ``group_*``
+    columns (never features) and ``truth`` where known."""
     feats = build_features(tables, as_of, policy)
     lab = labels(tables.verifications, feats.index, as_of, risk)
-    out = feats.join(lab)
+    groups = household_groups(tables, as_of).add_prefix("group_")
+    out = feats.join(lab).join(groups)
     out["as_of"] = as_of
     tl = truth_labels(truth, feats.index, as_of, risk)
     if tl is not None:
