@@ -96,6 +96,15 @@ def check_tables(tables: Tables, towns: frozenset[str] | None = None) -> list[st
                 v = frame[column].to_numpy(dtype="float64")
                 if (~np.isfinite(v)).any() or (v < 0).any():
                     problems.append(f"{table}.{column}: negative, missing or non-finite values")
+    for table, spec in TABLE_COLUMNS.items():
+        frame = getattr(tables, table)
+        for column, kind in spec.items():
+            if kind == "date" and frame[column].isna().any():
+                problems.append(f"{table}.{column}: {int(frame[column].isna().sum())} missing dates")
+    months = tables.income["month"].astype("string")
+    bad_month = ~months.str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").fillna(False).astype(bool)
+    if bad_month.any():
+        problems.append(f"income.month: {int(bad_month.sum())} values not a YYYY-MM month")
     c = tables.claims
     parts = (c["fund_paid"] + c["critical_illness_paid"] + c["assistance_paid"] + c["out_of_pocket"])
     broken = (np.round(c["total_cost"] * 100) != np.round(parts * 100))

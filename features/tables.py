@@ -103,7 +103,10 @@ def month_index(year: np.ndarray | int, month: np.ndarray | int) -> np.ndarray |
 def month_index_of(values: pd.Series) -> pd.Series:
     """``'YYYY-MM'`` strings to integer month indexes."""
     s = values.astype("string")
-    return (s.str.slice(0, 4).astype("int64") * 12 + s.str.slice(5, 7).astype("int64") - 1).astype("int64")
+    year = pd.to_numeric(s.str.slice(0, 4), errors="coerce")
+    month = pd.to_numeric(s.str.slice(5, 7), errors="coerce")
+    # a malformed month becomes -1 here and is reported by ``features.io.check_tables``
+    return (year * 12 + month - 1).fillna(-1).astype("int64")
 
 
 def empty_table(name: str) -> pd.DataFrame:
@@ -125,10 +128,13 @@ def normalise_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
         s = frame[col]
         if kind in ("str", "cat"):
             out[col] = s.astype("string").astype(object) if len(s) else pd.Series([], dtype=object)
-        elif kind == "int":
-            out[col] = pd.to_numeric(s).astype("int64")
-        elif kind == "money":
-            out[col] = pd.to_numeric(s).astype("float64")
+        elif kind in ("int", "money"):
+            try:
+                num = pd.to_numeric(s)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}.{col}: not a number ({exc})") from None
+            # a missing count stays missing (float NaN) for the boundary check to report, not 0
+            out[col] = num.astype("int64") if kind == "int" and not num.isna().any() else num.astype("float64")
         elif kind in ("date", "date_or_null"):
             out[col] = pd.to_datetime(s, format="%Y-%m-%d" if s.dtype == object else None).astype("datetime64[ns]")
         elif kind == "month":
