@@ -1,48 +1,76 @@
-"""The audit store: one record per scored household, written before the response is returned.
+"""The audit store: one record per scored household, committed before the response is returned.
 
 SQLite by default, PostgreSQL (or any SQLAlchemy URL) in production. A record keeps what was
 received (identifiers as the platform pseudonymised them), the model versions, the raw scores, the
 full contribution vectors and the response exactly as returned.
+
+Records are append-only and hash-chained: record ``seq`` carries ``prev_hash`` (the hash of record
+``seq - 1``) and ``record_hash`` = SHA-256 over ``prev_hash`` and its own stored content. Writers
+serialise on the single row of ``audit_chain`` (a row lock in PostgreSQL, the write lock in
+SQLite), so the chain stays linear across threads, workers and hosts. ``verify`` walks the chain
+and names the first record that was edited, deleted or reordered. The chain proves integrity
+against edits that do not recompute every later hash; anchoring the head hash elsewhere (printing
+it into a report, say) closes that gap.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
+    and_,
     create_engine,
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
+GENESIS = "0" * 64
 
 audit_records = Table(
     "audit_records", metadata,
-    Column("request_id", String(64), primary_key=True),
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("request_id", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("kind", String(16), nullable=False),          # "score" or "batch"
     Column("household_id", String(64), nullable=False),
     Column("as_of", String(10), nullable=False),
+    Column("model_versions", String(512), nullable=False),  # "name:version,…" for filtering
+    Column("flagged", Boolean, nullable=False),          # flagged for any risk
     Column("models", Text, nullable=False),              # JSON: [{"name", "version"}]
     Column("request", Text, nullable=False),             # JSON: the bundle as received and validated
     Column("scores", Text, nullable=False),              # JSON: per risk raw_score, base_value, contributions
     Column("response", Text, nullable=False),            # JSON: exactly what was returned
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
     Index("ix_audit_household", "household_id"),
     Index("ix_audit_created", "created_at"),
+)
+
+audit_chain = Table(
+    "audit_chain", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("head_hash", String(64), nullable=False),
 )
 
 
@@ -61,10 +89,54 @@ class AuditRecord:
     request: dict[str, Any]
     scores: list[dict[str, Any]]
     response: dict[str, Any]
+    seq: int | None = None
+    prev_hash: str | None = None
+    record_hash: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return any(bool(s.get("flagged")) for s in self.scores)
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int
+    request_id: str | None
+    reason: str
 
 
 def _dumps(x: Any) -> str:
     return json.dumps(x, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _utc_text(t: dt.datetime) -> str:
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the record's stored columns, in a fixed order."""
+    parts = [prev_hash, str(row["seq"]), row["request_id"], _utc_text(row["created_at"]), row["kind"],
+             row["household_id"], row["as_of"], row["model_versions"], "1" if row["flagged"] else "0",
+             row["models"], row["request"], row["scores"], row["response"]]
+    h = hashlib.sha256()
+    for p in parts:
+        b = p.encode("utf-8")
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _to_record(row: Any) -> AuditRecord:
+    created = row["created_at"]
+    if created.tzinfo is None:  # SQLite drops the zone; records are written in UTC
+        created = created.replace(tzinfo=dt.UTC)
+    return AuditRecord(
+        request_id=row["request_id"], created_at=created, kind=row["kind"], household_id=row["household_id"],
+        as_of=row["as_of"], models=json.loads(row["models"]), request=json.loads(row["request"]),
+        scores=json.loads(row["scores"]), response=json.loads(row["response"]), seq=row["seq"],
+        prev_hash=row["prev_hash"], record_hash=row["record_hash"],
+    )
 
 
 class AuditStore:
@@ -74,11 +146,16 @@ class AuditStore:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["connect_args"] = {"connect_timeout": 5}
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
 
     def create(self) -> None:
         metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
+                conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
 
     def ping(self) -> bool:
         try:
@@ -88,36 +165,104 @@ class AuditStore:
         except Exception:  # any failure means "not reachable"; the reason is logged by the caller
             return False
 
-    def write(self, records: list[AuditRecord]) -> None:
-        """All records in one transaction; raises :class:`AuditUnavailable` if it does not commit."""
-        rows = [{
-            "request_id": r.request_id, "created_at": r.created_at, "kind": r.kind, "household_id": r.household_id,
-            "as_of": r.as_of, "models": _dumps(r.models), "request": _dumps(r.request),
-            "scores": _dumps(r.scores), "response": _dumps(r.response),
-        } for r in records]
+    def write(self, records: list[AuditRecord]) -> list[AuditRecord]:
+        """Appends all records in one transaction, chained; raises :class:`AuditUnavailable` if the
+        transaction does not commit (then nothing of it is stored)."""
+        texts = [{"request_id": r.request_id, "created_at": r.created_at, "kind": r.kind,
+                  "household_id": r.household_id, "as_of": r.as_of,
+                  "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in r.models),
+                  "flagged": r.flagged, "models": _dumps(r.models), "request": _dumps(r.request),
+                  "scores": _dumps(r.scores), "response": _dumps(r.response)} for r in records]
         try:
             with self.engine.begin() as conn:
+                # take the chain's lock first: a no-op update locks the row (PostgreSQL) or the file (SQLite)
+                conn.execute(update(audit_chain).where(audit_chain.c.id == 1).values(seq=audit_chain.c.seq))
+                seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
+                                         .where(audit_chain.c.id == 1)).one()
+                rows = []
+                for t in texts:
+                    seq += 1
+                    row = {**t, "seq": seq, "prev_hash": head}
+                    head = row["record_hash"] = record_hash(head, row)
+                    rows.append(row)
                 conn.execute(insert(audit_records), rows)
+                conn.execute(update(audit_chain).where(audit_chain.c.id == 1).values(seq=seq, head_hash=head))
         except Exception as exc:
             raise AuditUnavailable(f"audit store did not commit: {type(exc).__name__}") from exc
+        return [AuditRecord(**{**r.__dict__, "seq": row["seq"], "prev_hash": row["prev_hash"],
+                               "record_hash": row["record_hash"]}) for r, row in zip(records, rows, strict=True)]
 
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(audit_records).where(audit_records.c.request_id == request_id)).mappings().first()
-        if row is None:
-            return None
-        created = row["created_at"]
-        if created.tzinfo is None:  # SQLite drops the zone; records are written in UTC
-            created = created.replace(tzinfo=dt.UTC)
-        return AuditRecord(
-            request_id=row["request_id"], created_at=created, kind=row["kind"], household_id=row["household_id"],
-            as_of=row["as_of"], models=json.loads(row["models"]), request=json.loads(row["request"]),
-            scores=json.loads(row["scores"]), response=json.loads(row["response"]),
-        )
+        return None if row is None else _to_record(row)
+
+    def query(self, *, household_id: str | None = None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None, model_name: str | None = None, model_version: str | None = None,
+              flagged: bool | None = None, before_seq: int | None = None, limit: int = 50) -> list[AuditRecord]:
+        """Newest first; page with ``before_seq`` = the last ``seq`` of the previous page."""
+        c = audit_records.c
+        cond = []
+        if household_id is not None:
+            cond.append(c.household_id == household_id)
+        if since is not None:
+            cond.append(c.created_at >= since)
+        if until is not None:
+            cond.append(c.created_at < until)
+        if model_name is not None or model_version is not None:
+            pattern = f"{model_name or '%'}:{model_version or '%'}"
+            cond.append((c.model_versions == pattern) | c.model_versions.like(f"%{pattern}%"))
+        if flagged is not None:
+            cond.append(c.flagged == flagged)
+        if before_seq is not None:
+            cond.append(c.seq < before_seq)
+        stmt = select(audit_records).where(and_(True, *cond)).order_by(c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_to_record(r) for r in conn.execute(stmt).mappings()]
 
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(text("count(*)")).select_from(audit_records)).scalar_one())
+
+    def head(self) -> tuple[int, str]:
+        with self.engine.connect() as conn:
+            seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
+                                     .where(audit_chain.c.id == 1)).one()
+        return int(seq), str(head)
+
+    def _rows(self, batch: int = 1000) -> Iterator[Any]:
+        last = 0
+        with self.engine.connect() as conn:
+            while True:
+                rows = list(conn.execute(select(audit_records).where(audit_records.c.seq > last)
+                                         .order_by(audit_records.c.seq).limit(batch)).mappings())
+                if not rows:
+                    return
+                yield from rows
+                last = rows[-1]["seq"]
+
+    def verify(self) -> tuple[int, ChainProblem | None]:
+        """Walks the whole chain; returns (records checked, the first problem or None)."""
+        expected_seq, prev = 1, GENESIS
+        n = 0
+        for row in self._rows():
+            n += 1
+            rid = row["request_id"]
+            if row["seq"] != expected_seq:
+                return n, ChainProblem(expected_seq, None, f"record {expected_seq} is missing (next is {row['seq']}): "
+                                                            "deleted")
+            if row["prev_hash"] != prev:
+                return n, ChainProblem(row["seq"], rid, "does not follow the record before it: reordered or a "
+                                                        "record before it was replaced")
+            if record_hash(prev, dict(row)) != row["record_hash"]:
+                return n, ChainProblem(row["seq"], rid, "its content does not match its hash: edited")
+            prev, expected_seq = row["record_hash"], expected_seq + 1
+        seq, head = self.head()
+        if seq != expected_seq - 1 or head != prev:
+            return n, ChainProblem(expected_seq, None, f"the chain head says {seq} records ending in {head[:12]}…, "
+                                                       f"the table ends at {expected_seq - 1}: the last records were "
+                                                       "deleted or the head was altered")
+        return n, None
 
     def dispose(self) -> None:
         self.engine.dispose()

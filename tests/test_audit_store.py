@@ -11,30 +11,41 @@ import os
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from serving.audit import AuditRecord, AuditStore, AuditUnavailable
 
 PG_URL = os.environ.get("RELIEF_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _pg_or_skip() -> str:
+def fresh_pg_schema() -> str:
+    """A new, empty schema on the test server and a URL whose search_path points at it."""
     store = AuditStore(PG_URL)
     ok = store.ping()
-    store.dispose()
     if not ok:
+        store.dispose()
         if os.environ.get("RELIEF_RISK_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required (RELIEF_RISK_REQUIRE_POSTGRES=1) but {PG_URL} does not answer")
         pytest.skip(f"no PostgreSQL at {PG_URL}; set RELIEF_RISK_TEST_PG_URL or start the server")
-    return PG_URL
+    schema = f"relief_test_{uuid.uuid4().hex[:12]}"
+    with store.engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    store.dispose()
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else _pg_or_skip()
+    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else fresh_pg_schema()
     s = AuditStore(url)
     s.create()
     yield s
     s.dispose()
+    if request.param == "postgres":
+        drop = AuditStore(PG_URL)
+        with drop.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE"))
+        drop.dispose()
 
 
 def record(**kw) -> AuditRecord:
@@ -81,3 +92,70 @@ def test_unreachable_store_is_reported_not_raised():
     assert s.ping() is False
     with pytest.raises(AuditUnavailable):
         s.write([record()])
+
+
+# ---- the hash chain ------------------------------------------------------------------------------
+def _filled(store, n=6):
+    written = []
+    for _ in range(n):
+        written += store.write([record()])
+    written += store.write([record(), record()])  # a batch is chained record by record too
+    assert store.verify() == (n + 2, None)
+    return written
+
+
+def _sql(store, statement, **params):
+    with store.engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def test_chain_links_each_record_to_the_one_before(store):
+    written = _filled(store)
+    assert [r.seq for r in written] == list(range(1, 9))
+    assert all(b.prev_hash == a.record_hash for a, b in zip(written, written[1:], strict=False))
+    assert store.head() == (8, written[-1].record_hash)
+
+
+def test_verify_catches_an_edited_record(store):
+    written = _filled(store)
+    _sql(store, "UPDATE audit_records SET response = :r WHERE seq = 3", r='{"tampered":true}')
+    n, problem = store.verify()
+    assert problem is not None and problem.seq == 3 and problem.request_id == written[2].request_id
+    assert "edited" in problem.reason
+
+
+def test_verify_catches_a_deleted_record(store):
+    _filled(store)
+    _sql(store, "DELETE FROM audit_records WHERE seq = 4")
+    n, problem = store.verify()
+    assert problem is not None and problem.seq == 4 and "deleted" in problem.reason
+
+
+def test_verify_catches_a_deleted_last_record(store):
+    _filled(store)
+    _sql(store, "DELETE FROM audit_records WHERE seq = 8")
+    n, problem = store.verify()
+    assert problem is not None and "last records were deleted" in problem.reason
+
+
+def test_verify_catches_reordered_records(store):
+    _filled(store)
+    _sql(store, "UPDATE audit_records SET seq = -1 WHERE seq = 2")
+    _sql(store, "UPDATE audit_records SET seq = 2 WHERE seq = 5")
+    _sql(store, "UPDATE audit_records SET seq = 5 WHERE seq = -1")
+    n, problem = store.verify()
+    assert problem is not None and problem.seq == 2 and "reordered" in problem.reason
+
+
+def test_query_filters_and_pages(store):
+    written = _filled(store)
+    flagged = record(household_id="H2", scores=[{"flagged": True}])
+    store.write([flagged])
+    assert [r.request_id for r in store.query(household_id="H2")] == [flagged.request_id]
+    assert [r.request_id for r in store.query(flagged=True)] == [flagged.request_id]
+    page1 = store.query(limit=4)
+    page2 = store.query(limit=4, before_seq=page1[-1].seq)
+    assert [r.seq for r in page1 + page2] == list(range(9, 1, -1))
+    assert len(store.query(model_name="illness_poverty", model_version="3")) == 9
+    assert store.query(model_version="4") == []
+    assert store.query(until=written[0].created_at) == []
