@@ -4,6 +4,8 @@
     relief-risk train --data data/city
     relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
     relief-risk serve --port 8000
+    relief-risk verify                      # the audit trail's hash chain
+    relief-risk reproduce REQUEST_ID        # re-score an audit record with its own model versions
 """
 
 from __future__ import annotations
@@ -89,6 +91,43 @@ def _serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_store(a: argparse.Namespace):
+    from serving.audit import AuditStore
+
+    return AuditStore(a.audit_url or os.environ.get("RELIEF_RISK_AUDIT_URL", "sqlite:///audit.db"))
+
+
+def _verify(a: argparse.Namespace) -> int:
+    store = _audit_store(a)
+    n, problem = store.verify()
+    seq, head = store.head()
+    if problem is None:
+        print(f"OK: {n} records, chain intact; head {seq} {head}")
+        return 0
+    print(f"BROKEN at record {problem.seq} (request_id {problem.request_id or '-'}): {problem.reason}; "
+          f"{n} records read", file=sys.stderr)
+    return 1
+
+
+def _reproduce(a: argparse.Namespace) -> int:
+    from features.io import load_policy_book
+    from serving.reproduce import reproduce
+
+    record = _audit_store(a).get(a.request_id)
+    if record is None:
+        print(f"no audit record {a.request_id}", file=sys.stderr)
+        return 2
+    diffs = reproduce(record, load_policy_book(a.policy))
+    models = ", ".join(f"{m['name']} v{m['version']}" for m in record.models)
+    if not diffs:
+        print(f"IDENTICAL: {a.request_id} re-scored with {models}: probability, raw score, base value, "
+              f"all {sum(len(s['contributions']) for s in record.scores)} contributions and reasons match exactly")
+        return 0
+    for d in diffs[:20]:
+        print(f"DIFFERS {d.risk}.{d.field}: stored {str(d.stored)[:80]} now {str(d.now)[:80]}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -122,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/scores.parquet")
     s.add_argument("--policy", default=None)
     s.set_defaults(func=_score)
+
+    vf = sub.add_parser("verify", help="check the audit trail's hash chain; exit 1 at the first broken record")
+    vf.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+    vf.set_defaults(func=_verify)
+
+    rp = sub.add_parser("reproduce", help="re-score an audit record with its own model versions and compare")
+    rp.add_argument("request_id")
+    rp.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+    rp.add_argument("--policy", default=None)
+    rp.set_defaults(func=_reproduce)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--host", default="127.0.0.1")

@@ -13,15 +13,16 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import mlflow
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mlflow.tracking import MlflowClient
 
 from features.io import load_policy_book
 from models.pyfunc import load_risk_model
 from models.schema import FeatureSchemaError
 from serving.audit import AuditStore, AuditUnavailable
+from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
 from serving.limits import BodySizeLimit
 from serving.schemas import (
@@ -194,6 +195,20 @@ def create_app(settings: Settings) -> FastAPI:
             request.app.state.audit.write(records)
         return {"results": results}
 
+    @app.get("/v1/audit", tags=["audit"], responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
+             response_model=AuditPage, summary="Search audit records, newest first; `format=csv` exports them as CSV")
+    def audit_search(request: Request, role: Annotated[str, Depends(require("auditor"))],
+                     q: Annotated[AuditQuery, Query()]) -> Any:
+        records = request.app.state.audit.query(
+            household_id=q.household_id, since=q.since, until=q.until, model_name=q.model_name,
+            model_version=q.model_version, flagged=q.flagged, before_seq=q.before_seq, limit=q.limit)
+        rows = [audit_summary(r) for r in records]
+        if q.format == "csv":
+            return Response(summaries_csv(rows), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+        next_seq = records[-1].seq if len(records) == q.limit else None
+        return {"records": rows, "next_before_seq": next_seq}
+
     @app.get("/v1/audit/{request_id}", tags=["audit"], responses=ERRORS,
              summary="What was received, the model versions, full contributions and the response as returned")
     def audit(request: Request, request_id: str, role: Annotated[str, Depends(require("auditor"))]) -> dict[str, Any]:
@@ -202,9 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
         rec = request.app.state.audit.get(request_id)
         if rec is None:
             raise HTTPException(404, "no audit record with this request_id")
-        return {"request_id": rec.request_id, "created_at": rec.created_at.isoformat(), "kind": rec.kind,
-                "household_id": rec.household_id, "as_of": rec.as_of, "models": rec.models,
-                "request": rec.request, "scores": rec.scores, "response": rec.response}
+        return audit_detail(rec)
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"], responses=ERRORS,
              summary="The served model names, versions and aliases")

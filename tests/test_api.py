@@ -189,3 +189,31 @@ def test_openapi_documents_the_contract(client):
     assert {"/v1/score", "/v1/score/batch", "/v1/audit/{request_id}", "/v1/models", "/healthz", "/readyz"} <= set(
         spec["paths"])
     assert "bearer" in json.dumps(spec["components"]["securitySchemes"]).lower()
+
+
+# ---- auditors' search -----------------------------------------------------------------------------
+def test_audit_search_filters_pages_and_exports_csv(client):
+    ids = [post(client, bundle(household={**CONTRACT_EXAMPLE["household"], "household_id": "HSEARCH"})).json()
+           ["request_id"] for _ in range(3)]
+    h = auth("auditor")
+    page = client.get("/v1/audit", params={"household_id": "HSEARCH", "limit": 2}, headers=h).json()
+    assert [r["request_id"] for r in page["records"]] == ids[::-1][:2]
+    rest = client.get("/v1/audit", params={"household_id": "HSEARCH", "limit": 2,
+                                           "before_seq": page["next_before_seq"]}, headers=h).json()
+    assert [r["request_id"] for r in rest["records"]] == ids[:1] and rest["next_before_seq"] is None
+    assert page["records"][0]["models"] == "illness_poverty:1"
+    assert client.get("/v1/audit", params={"model_version": "99"}, headers=h).json()["records"] == []
+    csv_text = client.get("/v1/audit", params={"household_id": "HSEARCH", "format": "csv"}, headers=h)
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    lines = csv_text.text.strip().splitlines()
+    assert lines[0].startswith("seq,request_id,created_at") and len(lines) == 4
+    assert "illness_poverty_probability" in lines[0]
+    assert client.get("/v1/audit", params={"limit": 0}, headers=h).status_code == 422
+    assert client.get("/v1/audit", params={"nonsense": 1}, headers=h).status_code == 422
+    assert client.get("/v1/audit", headers=auth("platform")).status_code == 403
+
+
+def test_audit_detail_carries_its_place_in_the_chain(client):
+    rid = post(client, bundle()).json()["request_id"]
+    rec = client.get(f"/v1/audit/{rid}", headers=auth("auditor")).json()
+    assert rec["seq"] >= 1 and len(rec["record_hash"]) == 64 and len(rec["prev_hash"]) == 64

@@ -111,3 +111,25 @@ def test_mlflow_models_serve_answers(trained, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_verify_and_reproduce_from_the_command_line(live_server, mlflow_uri):
+    url = live_server["url"]
+    rid = httpx.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform"), timeout=30).json()["request_id"]
+    audit_url = f"sqlite:///{live_server['log'].parent / 'audit.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "RELIEF_RISK_AUDIT_URL": audit_url}
+    cli = [sys.executable, "-m", "relief_risk.cli"]
+    ok = subprocess.run([*cli, "verify"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: "), ok.stdout + ok.stderr
+    same = subprocess.run([*cli, "reproduce", rid], env=env, capture_output=True, text=True, timeout=300)
+    assert same.returncode == 0 and same.stdout.startswith("IDENTICAL"), same.stdout + same.stderr
+
+    from sqlalchemy import text
+
+    from serving.audit import AuditStore
+    store = AuditStore(audit_url)
+    with store.engine.begin() as conn:  # an auditor's worst case: someone edits a stored response
+        conn.execute(text("UPDATE audit_records SET response = '{}' WHERE request_id = :r"), {"r": rid})
+    store.dispose()
+    broken = subprocess.run([*cli, "verify"], env=env, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and rid in broken.stderr and "edited" in broken.stderr

@@ -1,0 +1,70 @@
+"""How audit records are shown to auditors: the search parameters, a summary row, the full
+record and the CSV export. Kept apart from the store (what is kept) and the routes (who may see)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.audit import AuditRecord
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    household_id: str | None = Field(None, max_length=64)
+    since: dt.datetime | None = Field(None, description="created at or after (ISO 8601)")
+    until: dt.datetime | None = Field(None, description="created before (ISO 8601)")
+    model_name: str | None = Field(None, max_length=64)
+    model_version: str | None = Field(None, max_length=32)
+    flagged: bool | None = None
+    before_seq: int | None = Field(None, ge=1, description="paging: the next_before_seq of the previous page")
+    limit: int = Field(50, ge=1, le=1000)
+    format: Literal["json", "csv"] = "json"
+
+
+class AuditSummary(BaseModel):
+    seq: int
+    request_id: str
+    created_at: str
+    kind: str
+    household_id: str
+    as_of: str
+    models: str
+    flagged: bool
+    scores: dict[str, dict[str, Any]]
+
+
+class AuditPage(BaseModel):
+    records: list[AuditSummary]
+    next_before_seq: int | None
+
+
+def audit_summary(r: AuditRecord) -> dict[str, Any]:
+    return {"seq": r.seq, "request_id": r.request_id, "created_at": r.created_at.isoformat(), "kind": r.kind,
+            "household_id": r.household_id, "as_of": r.as_of,
+            "models": ",".join(f"{m['name']}:{m['version']}" for m in r.models), "flagged": r.flagged,
+            "scores": {s["risk"]: {"probability": s["probability"], "band": s["band"], "flagged": s["flagged"]}
+                       for s in r.scores}}
+
+
+def audit_detail(r: AuditRecord) -> dict[str, Any]:
+    return {"request_id": r.request_id, "seq": r.seq, "created_at": r.created_at.isoformat(), "kind": r.kind,
+            "household_id": r.household_id, "as_of": r.as_of, "models": r.models, "request": r.request,
+            "scores": r.scores, "response": r.response, "prev_hash": r.prev_hash, "record_hash": r.record_hash}
+
+
+def summaries_csv(rows: list[dict[str, Any]]) -> str:
+    risks = sorted({risk for row in rows for risk in row["scores"]})
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["seq", "request_id", "created_at", "kind", "household_id", "as_of", "models", "flagged",
+                *[f"{r}_{k}" for r in risks for k in ("probability", "band", "flagged")]])
+    for row in rows:
+        w.writerow([row[k] for k in ("seq", "request_id", "created_at", "kind", "household_id", "as_of", "models",
+                                     "flagged")]
+                   + [row["scores"].get(r, {}).get(k, "") for r in risks for k in ("probability", "band", "flagged")])
+    return out.getvalue()
