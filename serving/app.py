@@ -60,6 +60,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "bad input: each item names the field (`loc`) and why (`msg`)"},
     503: {"model": ErrorResponse, "description": "models not loaded or audit store unreachable; nothing was scored"},
 }
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 400: {"model": ErrorResponse, "description": "the body could not be read as JSON (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "request body larger than the configured limit"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorResponse, "description": "no such record"}}
 
 
 class NotReady(RuntimeError):
@@ -163,7 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(status_code=503, content={"status": "not ready", "detail": "; ".join(problems)})
         return JSONResponse({"status": "ready"})
 
-    @app.post("/v1/score", response_model=ScoreResponse, tags=["scores"], responses=ERRORS,
+    @app.post("/v1/score", response_model=ScoreResponse, tags=["scores"], responses=BODY_ERRORS,
               summary="Score one household: calibrated risks, top reasons in Chinese, an audit record")
     def score(request: Request, role: Annotated[str, Depends(require("platform"))],
               bundle: Annotated[Bundle, Body(openapi_examples={"contract": {"value": CONTRACT_EXAMPLE}})]
@@ -176,7 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
         request.app.state.audit.write([scored.record])
         return scored.response
 
-    @app.post("/v1/score/batch", response_model=BatchResponse, tags=["scores"], responses=ERRORS,
+    @app.post("/v1/score/batch", response_model=BatchResponse, tags=["scores"], responses=BODY_ERRORS,
               summary="Score up to 1,000 households; a bad item gets its own 422 detail")
     def score_batch(request: Request, role: Annotated[str, Depends(require("platform"))],
                     batch: BatchRequest) -> dict[str, Any]:
@@ -209,7 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
         next_seq = records[-1].seq if len(records) == q.limit else None
         return {"records": rows, "next_before_seq": next_seq}
 
-    @app.get("/v1/audit/{request_id}", tags=["audit"], responses=ERRORS,
+    @app.get("/v1/audit/{request_id}", tags=["audit"], responses=NOT_FOUND,
              summary="What was received, the model versions, full contributions and the response as returned")
     def audit(request: Request, request_id: str, role: Annotated[str, Depends(require("auditor"))]) -> dict[str, Any]:
         if len(request_id) > 64:
