@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from mlflow.tracking import MlflowClient
 
 from features.io import load_policy_book
+from features.tables import tables_from_bundle
 from models.pyfunc import load_risk_model
 from models.schema import FeatureSchemaError
+from policy import check_programs, load_eligibility
 from serving.audit import AuditStore, AuditUnavailable
 from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
@@ -32,6 +34,7 @@ from serving.schemas import (
     ErrorResponse,
     ModelInfo,
     ModelsResponse,
+    PolicyCheckResponse,
     ScoreResponse,
 )
 from serving.scoring import LoadedModel, Scorer
@@ -89,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         app.state.keys = settings.keys
         app.state.policy = load_policy_book(settings.policy_path)
+        app.state.eligibility = load_eligibility(settings.policy_path)
         app.state.audit = AuditStore(settings.audit_url)
         app.state.scorer = None
         app.state.load_error = None
@@ -222,6 +226,20 @@ def create_app(settings: Settings) -> FastAPI:
         if rec is None:
             raise HTTPException(404, "no audit record with this request_id")
         return audit_detail(rec)
+
+    @app.post("/v1/policy/check", response_model=PolicyCheckResponse, tags=["policy"], responses=BODY_ERRORS,
+              summary="Policy calculator (政策计算器): which programmes the household likely qualifies for, "
+                      "with the arithmetic")
+    def policy_check(request: Request, role: Annotated[str, Depends(require("platform", "auditor"))],
+                     bundle: Annotated[Bundle, Body(openapi_examples={"contract": {"value": CONTRACT_EXAMPLE}})]
+                     ) -> dict[str, Any]:
+        policy = request.app.state.policy
+        problems = check_bundle(bundle, policy)
+        if problems:
+            raise HTTPException(422, problems)
+        raw = bundle.model_dump(mode="json")
+        answer = check_programs(tables_from_bundle(raw), bundle.as_of, policy, request.app.state.eligibility)
+        return {"household_id": raw["household"]["household_id"], "as_of": raw["as_of"], **answer}
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"], responses=ERRORS,
              summary="The served model names, versions and aliases")

@@ -200,3 +200,30 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+
+
+class PolicyStep(BaseModel):
+    label: str = Field(description="中文：这一步检查什么")
+    detail: str = Field(description="the arithmetic, with the household's figures and the line")
+    value: float | None = None
+    passed: bool | None = Field(description="null where the step only computes, or needs a visit to decide")
+
+
+class ProgramResult(BaseModel):
+    program: str
+    label: str
+    eligible: bool = Field(description="likely qualifies, on the data the platform holds; a visit decides")
+    steps: list[PolicyStep]
+
+
+class PolicyParameters(BaseModel):
+    version: str
+    effective_from: str
+    eligibility_version: str
+
+
+class PolicyCheckResponse(BaseModel):
+    household_id: str
+    as_of: str
+    programs: list[ProgramResult]
+    parameters: PolicyParameters

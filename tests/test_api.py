@@ -217,3 +217,19 @@ def test_audit_detail_carries_its_place_in_the_chain(client):
     rid = post(client, bundle()).json()["request_id"]
     rec = client.get(f"/v1/audit/{rid}", headers=auth("auditor")).json()
     assert rec["seq"] >= 1 and len(rec["record_hash"]) == 64 and len(rec["prev_hash"]) == 64
+
+
+# ---- policy calculator ------------------------------------------------------------------------------
+def test_policy_check_answers_with_steps_and_parameter_version(client):
+    r = post(client, bundle(), path="/v1/policy/check")
+    assert r.status_code == 200, r.text
+    js = r.json()
+    assert {p["program"] for p in js["programs"]} == {"dibao", "dibao_edge_income", "dibao_edge_expenditure",
+                                                       "expenditure_hardship", "tekun"}
+    assert all(isinstance(p["eligible"], bool) and p["steps"] for p in js["programs"])
+    assert js["parameters"]["version"] == "2025.1" and js["parameters"]["effective_from"] == "2025-01-01"
+    assert post(client, bundle(), role="auditor", path="/v1/policy/check").status_code == 200
+    assert post(client, bundle(), role="admin", path="/v1/policy/check").status_code == 403
+    bad = bundle()
+    bad["claims"][0]["total_cost"] += 1
+    assert post(client, bad, path="/v1/policy/check").status_code == 422

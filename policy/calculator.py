@@ -1,0 +1,191 @@
+"""Which programmes a household likely qualifies for (../shared/domain.md, "Assistance categories"),
+each with the steps of its arithmetic, so a caseworker can check it by hand.
+
+"Likely": the data cannot show everything a definition asks (legal supporters outside the household,
+rigid spending other than medical, assets the bank check missed); those steps say so, and a
+caseworker's visit decides. Thresholds are strict: income exactly at a line is not below it.
+Rigid spending (刚性支出) here is the household's medical out-of-pocket spending over 12 months;
+education, rehabilitation and accident costs are not in the platform's data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_features, cut_to
+from features.household import ages_at
+from features.policy import PolicyBook, PolicyVersion
+from features.tables import Tables
+from policy.parameters import EligibilityBook, EligibilityVersion
+
+PROGRAM_LABELS = {
+    "dibao": "最低生活保障（低保）",
+    "dibao_edge_income": "低保边缘（收入型）",
+    "dibao_edge_expenditure": "低保边缘（支出型）",
+    "expenditure_hardship": "支出型困难家庭",
+    "tekun": "特困人员救助供养",
+}
+
+
+@dataclass
+class ProgramCheck:
+    program: str
+    eligible: bool
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, label: str, detail: str, passed: bool | None = None, value: float | None = None) -> bool | None:
+        self.steps.append({"label": label, "detail": detail, "value": value, "passed": passed})
+        return passed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"program": self.program, "label": PROGRAM_LABELS[self.program], "eligible": self.eligible,
+                "steps": self.steps}
+
+
+def _yuan(x: float) -> str:
+    return f"{x:,.2f} 元"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the definitions need, for one household as of T (money in yuan)."""
+
+    n: int
+    income_12m: float | None          # None: no income reported in 12 months
+    rigid_12m: float
+    assets_pc: float
+    properties: int
+    vehicles: int
+    rural: bool
+    on: frozenset[str]
+    n_unable: int                     # aged ≥ 60 or < 16, or disability grade 1-2
+
+    @property
+    def income_pc_month(self) -> float | None:
+        return None if self.income_12m is None else self.income_12m / self.n / 12
+
+
+def household_facts(tables: Tables, as_of: dt.date, policy: PolicyBook) -> Facts:
+    f = build_features(tables, as_of, policy).iloc[0]
+    known = cut_to(tables, as_of)
+    p = known.persons
+    age = ages_at(p["birth_date"], pd.Timestamp(as_of))
+    unable = (age >= 60) | (age < 16) | p["disability_grade"].isin((1, 2))
+    n = int(f["n_members"])
+    inc = f["income_12m_per_capita_month"]
+    on = frozenset(k.removeprefix("on_") for k in ("on_dibao", "on_dibao_edge", "on_tekun", "on_expenditure_hardship")
+                   if f[k] > 0)
+    return Facts(n=n, income_12m=None if math.isnan(inc) else float(inc) * n * 12, rigid_12m=float(f["oop_12m"]),
+                 assets_pc=float(f["financial_assets_per_capita"]), properties=int(f["property_count"]),
+                 vehicles=int(f["vehicle_count"]), rural=bool(known.households["hukou_type"].iloc[0] == "rural"),
+                 on=on, n_unable=int(np.sum(unable)))
+
+
+def _income_known(c: ProgramCheck, x: Facts) -> bool:
+    if x.income_12m is None:
+        c.step("收入", "近12个月无收入记录：收入未知，需入户核实", False)
+        return False
+    c.step("人均月收入", f"{_yuan(x.income_12m)} ÷ {x.n} 人 ÷ 12 月 = {_yuan(x.income_pc_month)}", None,
+           x.income_pc_month)
+    return True
+
+
+def _assets_ok(c: ProgramCheck, x: Facts, v: PolicyVersion, e: EligibilityVersion) -> bool:
+    limit = e.assets_months_of_line * v.dibao_line
+    ok_money = bool(c.step("人均金融资产", f"{_yuan(x.assets_pc)} ≤ {e.assets_months_of_line:g} × "
+                                       f"{_yuan(v.dibao_line)} = {_yuan(limit)}", x.assets_pc <= limit, x.assets_pc))
+    ok_prop = bool(c.step("房产", f"{x.properties} 套 ≤ {e.max_properties} 套", x.properties <= e.max_properties))
+    ok_car = bool(c.step("车辆", f"{x.vehicles} 辆 ≤ {e.max_vehicles} 辆", x.vehicles <= e.max_vehicles))
+    return ok_money and ok_prop and ok_car
+
+
+def _not_receiving(c: ProgramCheck, x: Facts, programs: tuple[str, ...]) -> bool:
+    now = sorted(x.on & set(programs))
+    return bool(c.step("已享受的救助", "正在享受：" + ("、".join(now) if now else "无") +
+                       f"（本项排除：{'、'.join(programs)}）", not now))
+
+
+def check_dibao(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramCheck:
+    c = ProgramCheck("dibao", False)
+    if _income_known(c, x):
+        below = c.step("收入低于低保标准", f"{_yuan(x.income_pc_month)} < {_yuan(v.dibao_line)}",
+                       x.income_pc_month < v.dibao_line)
+        c.eligible = bool(_assets_ok(c, x, v, e) and below)
+    return c
+
+
+def check_edge_income(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramCheck:
+    c = ProgramCheck("dibao_edge_income", False)
+    free = _not_receiving(c, x, ("dibao", "tekun"))
+    if _income_known(c, x):
+        below = c.step("收入低于低保边缘标准", f"{_yuan(x.income_pc_month)} < {v.edge_multiple:g} × "
+                       f"{_yuan(v.dibao_line)} = {_yuan(v.edge_line)}", x.income_pc_month < v.edge_line)
+        above = c.step("不低于低保标准（否则应纳入低保）", f"{_yuan(x.income_pc_month)} ≥ {_yuan(v.dibao_line)}",
+                       x.income_pc_month >= v.dibao_line)
+        c.eligible = bool(_assets_ok(c, x, v, e) and free and below and above)
+    return c
+
+
+def check_edge_expenditure(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramCheck:
+    c = ProgramCheck("dibao_edge_expenditure", False)
+    free = _not_receiving(c, x, ("dibao", "tekun"))
+    if _income_known(c, x):
+        after = (x.income_12m - x.rigid_12m) / x.n / 12
+        c.step("扣除刚性支出后人均月收入", f"({_yuan(x.income_12m)} − 近12个月自付医疗费用 {_yuan(x.rigid_12m)}) ÷ "
+               f"{x.n} 人 ÷ 12 = {_yuan(after)}", None, after)
+        below = c.step("低于低保边缘标准", f"{_yuan(after)} < {_yuan(v.edge_line)}", after < v.edge_line)
+        c.eligible = bool(_assets_ok(c, x, v, e) and free and below)
+    return c
+
+
+def check_expenditure_hardship(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramCheck:
+    c = ProgramCheck("expenditure_hardship", False)
+    free = _not_receiving(c, x, ("dibao", "tekun", "dibao_edge"))
+    if _income_known(c, x):
+        pdi = v.pdi_rural if x.rural else v.pdi_urban
+        annual_pc = x.income_12m / x.n
+        under_pdi = c.step("人均年收入低于上年当地居民人均可支配收入",
+                           f"{_yuan(annual_pc)} < {_yuan(pdi)}（{'农村' if x.rural else '城镇'}）", annual_pc < pdi)
+        share = x.rigid_12m / x.income_12m if x.income_12m > 0 else math.inf
+        high_share = c.step("刚性支出占家庭收入比例", f"{_yuan(x.rigid_12m)} ÷ {_yuan(x.income_12m)} = "
+                            f"{share:.1%} > {v.rigid_share:.0%}", share > v.rigid_share)
+        after = (x.income_12m - x.rigid_12m) / x.n / 12
+        floor = e.expenditure_older_multiple * v.dibao_line
+        low_after = c.step("或：扣除刚性支出后人均月收入低于", f"{_yuan(after)} < {e.expenditure_older_multiple:g} × "
+                           f"{_yuan(v.dibao_line)} = {_yuan(floor)}", after < floor)
+        c.step("认定期限", "认定有效期最长12个月", None)
+        c.eligible = bool(free and under_pdi and (high_share or low_after))
+    return c
+
+
+def check_tekun(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramCheck:
+    c = ProgramCheck("tekun", False)
+    unable = c.step("无劳动能力", f"{x.n_unable}/{x.n} 名成员年满60周岁、未满16周岁或重度残疾（一、二级）",
+                    x.n_unable == x.n)
+    poor = False
+    if _income_known(c, x):
+        poor = bool(c.step("无生活来源", f"{_yuan(x.income_pc_month)} < {_yuan(v.dibao_line)}",
+                           x.income_pc_month < v.dibao_line))
+    c.step("无法定赡养、抚养、扶养义务人或其无履行能力", "户外义务人不在平台数据中：需入户核实", None)
+    c.eligible = bool(unable and poor)
+    return c
+
+
+CHECKS = (check_dibao, check_edge_income, check_edge_expenditure, check_expenditure_hardship, check_tekun)
+
+
+def check_programs(tables: Tables, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook
+                   ) -> dict[str, Any]:
+    """The calculator's answer for one household: every programme with its steps, and the
+    parameter versions used."""
+    v, e = policy.at(as_of), eligibility.at(as_of)
+    x = household_facts(tables, as_of, policy)
+    return {"programs": [check(x, v, e).as_dict() for check in CHECKS],
+            "parameters": {"version": v.version, "effective_from": v.effective_from.isoformat(),
+                           "eligibility_version": e.version}}
