@@ -8,7 +8,7 @@ HOUSEHOLDS ?= 20000
 DATA   ?= data/city
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install generate train serve lint fonts clean
+.PHONY: demo test install generate train serve lint fonts browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ fonts:
 	    (apt-get install -y -q fonts-wqy-zenhei >/dev/null 2>&1 || \
 	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-wqy-zenhei >/dev/null 2>&1)) ; } || \
 	  echo "note: no CJK font installed; Chinese plot labels may show as boxes"
+
+# The browser tests of the auditor's pages drive Debian's Chromium at /usr/bin/chromium (never a
+# downloaded browser); it needs the CJK font too. Best effort, never fatal: without it those tests
+# skip, or fail where RELIEF_RISK_REQUIRE_BROWSER=1 (CI).
+browser: fonts
+	@[ -x /usr/bin/chromium ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ; } || \
+	  echo "note: no Chromium at /usr/bin/chromium; the browser tests will skip"
 
 generate: $(STAMP)
 	$(BIN)/relief-risk generate --households $(HOUSEHOLDS) --out $(DATA)
@@ -43,7 +53,7 @@ demo: $(STAMP) fonts
 	@echo "== 3/3 serve on http://127.0.0.1:$(PORT)"
 	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

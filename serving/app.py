@@ -39,6 +39,7 @@ from serving.schemas import (
 )
 from serving.scoring import LoadedModel, Scorer
 from serving.settings import Settings
+from serving.ui import router as ui_router
 from serving.validation import check_bundle, parse_bundle
 
 log = logging.getLogger("relief_risk.serving")
@@ -142,11 +143,13 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.middleware("http")
-    async def _access_log(request: Request, call_next):  # no identifiers: path and status only
+    async def _access_log(request: Request, call_next):
+        # no identifiers: the route's template (/v1/audit/{request_id}), never the path that was asked
         t0 = time.perf_counter()
         response = await call_next(request)
-        log.info("%s %s %d %.1fms", request.method, request.url.path if not request.url.path.startswith(
-            "/v1/audit/") else "/v1/audit/{id}", response.status_code, (time.perf_counter() - t0) * 1000)
+        route = request.scope.get("route")
+        log.info("%s %s %d %.1fms", request.method, getattr(route, "path", "(no route)"), response.status_code,
+                 (time.perf_counter() - t0) * 1000)
         return response
 
     def scorer(request: Request) -> Scorer:
@@ -249,4 +252,5 @@ def create_app(settings: Settings) -> FastAPI:
         return {"models": [ModelInfo(name=m.name, version=m.version, aliases=m.aliases, run_id=m.run_id,
                                      loaded_from=m.uri) for m in s.models]}
 
+    app.include_router(ui_router)  # the auditor's web pages under /ui
     return app

@@ -36,6 +36,7 @@ from sqlalchemy import (
     and_,
     create_engine,
     insert,
+    or_,
     select,
     text,
     update,
@@ -210,8 +211,9 @@ class AuditStore:
         if until is not None:
             cond.append(c.created_at < until)
         if model_name is not None or model_version is not None:
-            pattern = f"{model_name or '%'}:{model_version or '%'}"
-            cond.append((c.model_versions == pattern) | c.model_versions.like(f"%{pattern}%"))
+            # model_versions is "name:version,…": match one whole element, so version 1 is not 10
+            p = f"{model_name or '%'}:{model_version or '%'}"
+            cond.append(or_(*(c.model_versions.like(x) for x in (p, f"{p},%", f"%,{p}", f"%,{p},%"))))
         if flagged is not None:
             cond.append(c.flagged == flagged)
         if before_seq is not None:

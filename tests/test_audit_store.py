@@ -159,3 +159,12 @@ def test_query_filters_and_pages(store):
     assert len(store.query(model_name="illness_poverty", model_version="3")) == 9
     assert store.query(model_version="4") == []
     assert store.query(until=written[0].created_at) == []
+
+
+def test_version_filter_matches_whole_versions(store):
+    store.write([record(models=[{"name": "illness_poverty", "version": "10"}])])
+    store.write([record(models=[{"name": "illness_poverty", "version": "1"},
+                                {"name": "elderly_care_need", "version": "10"}])])
+    assert len(store.query(model_version="1")) == 1
+    assert len(store.query(model_version="10")) == 2
+    assert len(store.query(model_name="elderly_care_need", model_version="1")) == 0

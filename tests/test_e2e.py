@@ -115,7 +115,8 @@ def test_mlflow_models_serve_answers(trained, tmp_path):
 
 def test_verify_and_reproduce_from_the_command_line(live_server, mlflow_uri):
     url = live_server["url"]
-    rid = httpx.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform"), timeout=30).json()["request_id"]
+    r = httpx.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform"), timeout=30)
+    rid = r.json()["request_id"]
     audit_url = f"sqlite:///{live_server['log'].parent / 'audit.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "RELIEF_RISK_AUDIT_URL": audit_url}
     cli = [sys.executable, "-m", "relief_risk.cli"]

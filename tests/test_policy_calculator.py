@@ -9,7 +9,12 @@ import datetime as dt
 import pytest
 
 from policy.calculator import (
-    Facts, check_dibao, check_edge_expenditure, check_edge_income, check_expenditure_hardship, check_programs,
+    Facts,
+    check_dibao,
+    check_edge_expenditure,
+    check_edge_income,
+    check_expenditure_hardship,
+    check_programs,
     check_tekun,
 )
 from policy.parameters import load_eligibility

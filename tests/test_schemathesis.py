@@ -30,7 +30,7 @@ def test_every_operation_conforms_to_its_schema(client):
         @given(case=op.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-        def check(case):
+        def check(case, role=role):
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {KEYS[role]}"}
             case.call_and_validate(checks=CHECKS)
 

@@ -1,0 +1,258 @@
+"""The auditor's pages under ``/ui``: thin routes over the audit store, the served models and MLflow.
+
+Every page route is a plain ``def``: FastAPI runs it in a worker thread, so reading the store,
+MLflow and rendering never block the event loop. Errors of these pages (no session, wrong role,
+no such record) are pages too, through :class:`UIRoute`, not the API's JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from mlflow.tracking import MlflowClient
+
+from serving.audit_view import audit_summary, summaries_csv
+from serving.scoring import LoadedModel
+from serving.ui import card, evidence, labels
+from serving.ui.case import case_context, feature_label, history_rows
+from serving.ui.charts import bar_chart, calibration_chart
+from serving.ui.pages import HEADERS, STATIC, render
+from serving.ui.search import PAGE_SIZES, parse_form
+from serving.ui.session import (
+    NeedLogin,
+    Refused,
+    clear_session,
+    key_roles,
+    login_url,
+    require_auditor,
+    safe_next,
+    set_session,
+)
+
+log = logging.getLogger("relief_risk.serving.ui")
+
+HISTORY_LIMIT = 100
+IMPORTANCE_CHART_TOP = 20
+
+
+class PageError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(render(template, **context), status_code=status, headers=HEADERS)
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    signed_in = status not in (401,) and "relief_risk_ui" in request.cookies
+    return page("error.html", status, title=f"{status}", message=message, signed_in=signed_in,
+                served=_served_names(request))
+
+
+class UIRoute(APIRoute):
+    """Turns the pages' own exceptions into a redirect to the login page or an HTML error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NeedLogin as exc:
+                return RedirectResponse(login_url(exc.next_path), status_code=303,
+                                        headers={"Cache-Control": "no-store"})
+            except (Refused, PageError) as exc:
+                resp = await run_in_threadpool(_error_page, request, exc.status, exc.message)
+                if exc.status == 401:
+                    resp.headers["WWW-Authenticate"] = "Bearer"
+                return resp
+
+        return route
+
+
+router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
+Auditor = Annotated[str, Depends(require_auditor)]
+
+
+def _served(request: Request) -> list[LoadedModel]:
+    scorer = request.app.state.scorer
+    return [] if scorer is None else list(scorer.models)
+
+
+def _served_names(request: Request) -> list[str]:
+    return [m.name for m in _served(request)]
+
+
+def _common(request: Request) -> dict[str, Any]:
+    return {"signed_in": True, "served": _served_names(request)}
+
+
+# ---- static and sign-in --------------------------------------------------------------------------
+@router.get("/static/ui.css")
+def stylesheet() -> FileResponse:
+    return FileResponse(STATIC / "ui.css", media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("")
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/audit", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/ui/audit") -> HTMLResponse:
+    return page("login.html", next=safe_next(next), error=None, signed_in=False, served=[])
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body of at most 4 KiB (a key and a path); anything else reads as empty."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return {}
+    body = await request.body()
+    if len(body) > 4096:
+        return {}
+    try:
+        parsed = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8)
+    except ValueError:
+        return {}
+    return {k: v[0] for k, v in parsed.items()}
+
+
+@router.post("/login")
+def login(request: Request, form: Annotated[dict[str, str], Depends(_form)]) -> Response:
+    key, next_path = form.get("key", "").strip(), safe_next(form.get("next"))
+    roles = key_roles(request, key) if key else None
+    if roles is None:
+        log.info("ui login refused: unknown key")  # never the key itself
+        return page("login.html", 401, next=next_path, error="密钥无效 unknown key", signed_in=False, served=[])
+    if "auditor" not in roles:
+        log.info("ui login refused: key without the auditor role")
+        return page("login.html", 403, next=next_path, signed_in=False, served=[],
+                    error="此密钥没有审计员（auditor）角色，不能查看审计页面 this key does not hold the auditor role")
+    resp = RedirectResponse(next_path, status_code=303, headers={"Cache-Control": "no-store"})
+    set_session(resp, request, key)
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    resp = RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
+    clear_session(resp, request)
+    return resp
+
+
+# ---- a case --------------------------------------------------------------------------------------
+@router.get("/cases/{request_id}")
+def case_page(request: Request, request_id: str, role: Auditor) -> HTMLResponse:
+    store = request.app.state.audit
+    rec = store.get(request_id) if len(request_id) <= 64 else None
+    if rec is None:
+        raise PageError(404, "没有这个请求编号的审计记录 no audit record with this request_id")
+    history = store.query(household_id=rec.household_id, limit=HISTORY_LIMIT)
+    head_seq, _ = store.head()
+    return page("case.html", **_common(request), **case_context(rec, history, head_seq))
+
+
+# ---- the audit search ----------------------------------------------------------------------------
+@router.get("/audit")
+def audit_page(request: Request, role: Auditor) -> HTMLResponse:
+    form = parse_form(dict(request.query_params))
+    records = [] if form.errors else request.app.state.audit.query(
+        **form.query_kwargs(), before_seq=form.before_seq, limit=form.limit)
+    next_seq = records[-1].seq if len(records) == form.limit else None
+    return page("audit.html", 400 if form.errors else 200, **_common(request), form=form,
+                rows=history_rows(records, current=""), page_sizes=PAGE_SIZES,
+                next_url=form.page_url(next_seq) if next_seq else None,
+                first_url=form.page_url() if form.before_seq else None, csv_url=form.csv_url())
+
+
+@router.get("/audit.csv")
+def audit_csv(request: Request, role: Auditor) -> Response:
+    """The same CSV as ``GET /v1/audit?format=csv`` with the same search, for a signed-in browser."""
+    form = parse_form(dict(request.query_params), max_limit=1000)
+    if form.errors:
+        raise PageError(400, "；".join(form.errors))
+    records = request.app.state.audit.query(**form.query_kwargs(), before_seq=form.before_seq, limit=form.limit)
+    return Response(summaries_csv([audit_summary(r) for r in records]), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="audit.csv"', "Cache-Control": "no-store",
+                             "X-Content-Type-Options": "nosniff"})
+
+
+# ---- models --------------------------------------------------------------------------------------
+def _served_model(request: Request, name: str) -> LoadedModel:
+    if request.app.state.scorer is None:
+        raise PageError(503, f"模型尚未加载 models not loaded: {request.app.state.load_error or 'starting'}")
+    for m in _served(request):
+        if m.name == name:
+            return m
+    raise PageError(404, "没有在服务的这个模型 no served model of this name")
+
+
+@router.get("/models")
+def models_page(request: Request, role: Auditor) -> Response:
+    names = _served_names(request)
+    if len(names) == 1:
+        return RedirectResponse(f"/ui/models/{names[0]}", status_code=303)
+    return page("models.html", **_common(request), models=_served(request))
+
+
+@router.get("/models/{name}")
+def model_page(request: Request, name: str, role: Auditor, version: str | None = None) -> HTMLResponse:
+    lm = _served_model(request, name)
+    client = MlflowClient()
+    problems: list[str] = []
+    try:
+        versions = evidence.registered_versions(client, name)
+    except Exception as exc:  # the registry unreachable: still show what is served
+        log.warning("MLflow registry unreadable: %s", type(exc).__name__)
+        versions, problems = [], [f"MLflow 模型登记无法读取（{type(exc).__name__}）"]
+    shown = version or lm.version
+    row = next((v for v in versions if v.version == shown), None)
+    if version is not None and row is None:
+        raise PageError(404, "这个模型没有该登记版本 no such registered version")
+    run_id = row.run_id if row and row.run_id else (lm.run_id if shown == lm.version else None)
+    ev = evidence.run_evidence(client, run_id) if run_id else None
+    importance = sorted(((feature_label(f), v) for f, v in (ev.importance or {}).items()), key=lambda t: -t[1]) \
+        if ev else []
+    return page(
+        "model.html", **_common(request), name=name, risk_label=labels.RISKS.get(name, ""), lm=lm, versions=versions,
+        shown=shown, run_id=run_id, ev=ev, problems=problems + (ev.problems if ev else []),
+        importance=importance,
+        importance_chart=(bar_chart(importance[:IMPORTANCE_CHART_TOP], "平均 |SHAP|（对数几率）")
+                          if importance else None),
+        calibration_chart=calibration_chart(ev.calibration) if ev and ev.calibration else None,
+        card=card.parse(ev.model_card_md) if ev and ev.model_card_md else None,
+        capacity=_capacity(ev.params.get("capacity") if ev else None, lm.model.thresholds.capacity))
+
+
+def _capacity(logged: str | None, served: float) -> float:
+    """The run's capacity parameter (a share of households), or the served model's."""
+    try:
+        return float(logged) if logged is not None else served
+    except ValueError:
+        return served
+
+
+@router.get("/models/{name}/versions/{version}/model_card.html")
+def model_card_html(request: Request, name: str, version: str, role: Auditor) -> Response:
+    """The run's HTML model card, sandboxed: it runs no script and reaches nothing outside itself."""
+    _served_model(request, name)
+    client = MlflowClient()
+    row = next((v for v in evidence.registered_versions(client, name) if v.version == version), None)
+    html = evidence.model_card_html(client, row.run_id) if row and row.run_id else None
+    if html is None:
+        raise PageError(404, "本版本未记录 HTML 模型卡 not logged for this version")
+    return HTMLResponse(html, headers={
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                                   "frame-ancestors 'self'"})
