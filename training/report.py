@@ -15,7 +15,7 @@ import pandas as pd
 from features.policy import PolicyBook
 from models.risk_model import RiskModel
 from training import evaluate as ev
-from training.rules import FIRED, RULES, rule_scores
+from training.rules import FIRED, RULES_BY_RISK, rule_scores
 
 
 def _share(mask: np.ndarray, within: np.ndarray) -> float:
@@ -47,7 +47,7 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     ids = model.schema.ids
     p = model.predict_frame(test[ids])["probability"].to_numpy()
     y = test["label"].to_numpy()
-    rules = rule_scores(test[ids], as_of, policy)
+    rules = rule_scores(test[ids], as_of, policy, model.risk)
     comparison = ev.compare(y, p, rules, capacity)
     metrics = {
         "test_brier": ev.brier(y, p), "test_ece": float(ev.expected_calibration_error(y, p)),
@@ -86,4 +86,4 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     return report
 
 
-RULE_LABELS = {r.name: r.label_zh for r in RULES}
+RULE_LABELS = {r.name: r.label_zh for rules in RULES_BY_RISK.values() for r in rules}

@@ -1,4 +1,5 @@
-"""Today's rule-based warnings (../shared/domain.md) as scorers over the same features as the model.
+"""Today's rule-based warnings (../shared/domain.md) as scorers over the same features as the model,
+one set per risk (the illness rules are domain.md's; the other lists are the platform's usual ones).
 
 A rule flags households; to compare with the model at the same caseworker capacity, each rule also
 ranks: households it flags first, then by how far past the rule's threshold they are. A rule
@@ -65,16 +66,61 @@ class Rule:
     score: Callable[[pd.DataFrame, PolicyVersion, dict[str, float]], np.ndarray]
 
 
-RULES: tuple[Rule, ...] = (
-    Rule("yangyuan", "阳原：个人年度医疗负担超农村人均可支配收入50%/100%", yangyuan),
-    Rule("xian", "西安：个人自付超1万元（低收入）/2.6万元（一般）", xian),
-    Rule("single_stay", "单次住院自付超6000元（监测对象）/1万元（其他）", single_stay),
-    Rule("catastrophic", "WHO：自付超支付能力40%", catastrophic),
-)
+# ---- the other active-discovery lists: today's rule for each, ranked by how far in it a household is
+def _income_ratio(f: pd.DataFrame) -> np.ndarray:
+    return f["income_pc_to_dibao"].to_numpy()
 
 
-def rule_scores(features: pd.DataFrame, as_of: pd.Timestamp, policy: PolicyBook) -> pd.DataFrame:
-    """One column per rule: its ranking score (≥ 1000 where the rule fires)."""
+def _poorer(f: pd.DataFrame) -> np.ndarray:
+    """Higher for lower per-capita income (0 where income is not reported)."""
+    return np.nan_to_num(1.0 / np.clip(_income_ratio(f), 0.05, None), nan=0.0)
+
+
+def severe_disability_low_income(f: pd.DataFrame, v: PolicyVersion, r: dict[str, float]) -> np.ndarray:
+    """A severely disabled member (grade 1-2) in a low-income household."""
+    fired = (f["n_severe_disabled"].to_numpy() > 0) & _low_income(f, v)
+    return _ranked(fired, f["n_severe_disabled"].to_numpy() + _poorer(f))
+
+
+def unemployed_low_income(f: pd.DataFrame, v: PolicyVersion, r: dict[str, float]) -> np.ndarray:
+    """An unemployed member in a low-income household."""
+    fired = (f["n_unemployed"].to_numpy() > 0) & _low_income(f, v)
+    return _ranked(fired, f["n_unemployed"].to_numpy() + _poorer(f))
+
+
+def elderly_alone(f: pd.DataFrame, v: PolicyVersion, r: dict[str, float]) -> np.ndarray:
+    """Only elderly people in the household, the head 75 or older (空巢、独居高龄老人)."""
+    fired = (f["elderly_only"].to_numpy() == 1) & (f["head_age"].to_numpy() >= 75)
+    return _ranked(fired, f["head_age"].fillna(0).to_numpy() / 10 + f["n_disabled"].to_numpy())
+
+
+def children_without_earner(f: pd.DataFrame, v: PolicyVersion, r: dict[str, float]) -> np.ndarray:
+    """Children under 16 in a household with no earner or income below the 低保 line."""
+    kids = f["n_children"].to_numpy() > 0
+    fired = kids & ((f["n_earners"].to_numpy() == 0) | (np.nan_to_num(_income_ratio(f), nan=np.inf) < 1.0))
+    return _ranked(fired, np.where(kids, _poorer(f) + (f["n_earners"].to_numpy() == 0), 0.0))
+
+
+RULES_BY_RISK: dict[str, tuple[Rule, ...]] = {
+    "illness_poverty": (
+        Rule("yangyuan", "阳原：个人年度医疗负担超农村人均可支配收入50%/100%", yangyuan),
+        Rule("xian", "西安：个人自付超1万元（低收入）/2.6万元（一般）", xian),
+        Rule("single_stay", "单次住院自付超6000元（监测对象）/1万元（其他）", single_stay),
+        Rule("catastrophic", "WHO：自付超支付能力40%", catastrophic),
+    ),
+    "disability_poverty": (
+        Rule("severe_disability_low_income", "低收入家庭中有重度残疾人", severe_disability_low_income),),
+    "unemployment_poverty": (Rule("unemployed_low_income", "低收入家庭中有失业人员", unemployed_low_income),),
+    "elderly_care_need": (Rule("elderly_alone", "75岁以上老人独居或仅与老人同住", elderly_alone),),
+    "child_in_difficulty": (Rule("children_without_earner", "有未成年子女且无人就业或收入低于低保标准",
+                                 children_without_earner),),
+}
+RULES = RULES_BY_RISK["illness_poverty"]
+
+
+def rule_scores(features: pd.DataFrame, as_of: pd.Timestamp, policy: PolicyBook,
+                risk: str = "illness_poverty") -> pd.DataFrame:
+    """One column per rule of ``risk``: its ranking score (≥ 1000 where the rule fires)."""
     v = policy.at(pd.Timestamp(as_of).date())
-    return pd.DataFrame({rule.name: rule.score(features, v, dict(policy.rules)) for rule in RULES},
+    return pd.DataFrame({rule.name: rule.score(features, v, dict(policy.rules)) for rule in RULES_BY_RISK[risk]},
                         index=features.index)
