@@ -42,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
@@ -154,9 +155,12 @@ class AuditStore:
 
     def create(self) -> None:
         metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
-                conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
+                    conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
+        except IntegrityError:
+            pass  # another worker created the chain head first: the chain has exactly one head either way
 
     def ping(self) -> bool:
         try:
