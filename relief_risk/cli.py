@@ -86,8 +86,12 @@ def _serve(a: argparse.Namespace) -> int:
             print(f"  {r:9s} {k}")
         print(f"Try: python3 ../shared/checks/contract_check.py --url http://{a.host}:{a.port} "
               f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
-    settings = Settings()
-    uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level="info", access_log=False)
+    settings = Settings()  # fail here, before forking workers, if the settings are wrong
+    if a.workers > 1:
+        uvicorn.run("serving.app:create_app_from_env", factory=True, workers=a.workers, host=a.host, port=a.port,
+                    log_level="info", access_log=False)
+    else:
+        uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level="info", access_log=False)
     return 0
 
 
@@ -176,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     v.add_argument("--demo-keys", action="store_true", help="generate and print keys when none are configured")
+    v.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models once)")
     v.set_defaults(func=_serve)
     return p
 

@@ -86,6 +86,11 @@ def load_models(settings: Settings) -> list[LoadedModel]:
     return loaded
 
 
+def create_app_from_env() -> FastAPI:
+    """The factory uvicorn's worker processes call (``--workers N``): settings from the environment."""
+    return create_app(Settings())
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
