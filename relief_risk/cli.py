@@ -2,6 +2,7 @@
 
     relief-risk generate --households 5000 --out data/city
     relief-risk train --data data/city
+    relief-risk promote --risk illness_poverty --version 3 --data data/city   # gate, then move champion
     relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
     relief-risk serve --port 8000
     relief-risk verify                      # the audit trail's hash chain
@@ -38,12 +39,33 @@ def _generate(a: argparse.Namespace) -> int:
 
 def _train(a: argparse.Namespace) -> int:
     from training.pipeline import TrainConfig, describe, train
+    from training.promote import load_bounds
 
     result = train(TrainConfig(data_dir=a.data, risk=a.risk, capacity=a.capacity, seed=a.seed,
-                               alias=None if a.no_register else a.alias, policy_path=a.policy))
+                               alias=None if a.no_register else a.alias, policy_path=a.policy,
+                               gate=load_bounds(a.gate)))
     print(describe(result))
     print(result.comparison.to_string())
     return 0
+
+
+def _promote(a: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from mlflow.tracking import MlflowClient
+
+    from training.promote import decide, evidence_from_data, load_bounds
+
+    evidence = evidence_from_data(a.data, a.risk, a.capacity, a.policy)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    decision = decide(MlflowClient(), a.risk, str(a.version), evidence, load_bounds(a.gate),
+                      artifact=f"promotion/decision-{stamp}.json")
+    verdict = "PROMOTED" if decision.promote else "REFUSED"
+    print(f"{verdict}: {a.risk} version {a.version} on the later period {evidence.as_of.date()} of {a.data}",
+          file=sys.stdout if decision.promote else sys.stderr)
+    for reason in decision.reasons:
+        print(f"  {reason}", file=sys.stdout if decision.promote else sys.stderr)
+    return 0 if decision.promote else 1
 
 
 def _score(a: argparse.Namespace) -> int:
@@ -155,7 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alias", default="champion")
     t.add_argument("--no-register", action="store_true")
     t.add_argument("--policy", default=None, help="policy parameter file (default: the packaged one)")
+    t.add_argument("--gate", default=None, help="promotion gate bounds, e.g. experiments/gate.toml "
+                                                "(default: the built-in defaults, the same values)")
     t.set_defaults(func=_train)
+
+    pr = sub.add_parser("promote", help="gate a registered version against the champion; move the alias or "
+                                        "refuse (exit 1) with the reasons")
+    pr.add_argument("--risk", default="illness_poverty")
+    pr.add_argument("--version", required=True)
+    pr.add_argument("--data", default="data/city", help="data folder whose later period both models are scored on")
+    pr.add_argument("--capacity", type=float, default=0.02)
+    pr.add_argument("--gate", default=None, help="promotion gate bounds, e.g. experiments/gate.toml")
+    pr.add_argument("--policy", default=None)
+    pr.set_defaults(func=_promote)
 
     s = sub.add_parser("score", help="score every household of a data folder as of a date (batch)")
     s.add_argument("--data", default="data/city")

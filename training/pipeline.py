@@ -1,4 +1,5 @@
-"""The training stage: snapshots → fit → evaluate against the rules → log and register in MLflow.
+"""The training stage: snapshots → fit → evaluate against the rules and across groups → log,
+register in MLflow and let the promotion gate decide whether the new version serves.
 
 The MLflow tracking URI is whatever the environment says (``MLFLOW_TRACKING_URI``); without it,
 MLflow's default (``sqlite:///mlflow.db`` in the working folder).
@@ -14,16 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from features.catalog import FEATURE_IDS
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
 from models.schema import FeatureSchema
+from training.card import CardFacts, to_html, to_markdown
 from training.dataset import LABEL_DAYS, build_snapshots, data_span, plan_split
+from training.fairness import Fairness, model_fairness, plot_tpr
 from training.fit import fit_risk_model
+from training.promote import CHAMPION, Bounds, Decision, Evidence, arrival_alias, decide
 from training.registry import log_and_register, log_evidence
-from training.report import evaluate_period
+from training.report import RULE_LABELS, evaluate_period
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,12 @@ EXPERIMENT = "relief-risk"
 
 @dataclass
 class TrainConfig:
+    """``alias``: ``"champion"`` (the default) registers the version and lets it contest: it becomes
+    the champion at once only if none exists; otherwise it is registered as ``challenger`` and the
+    promotion gate (``training/promote.py``, bounds ``gate``) decides whether ``champion`` moves to it.
+    Any other alias (e.g. ``"candidate"``) registers under that alias without contesting; None logs the
+    run without registering. Either way the run logs its fairness table and model card."""
+
     data_dir: str
     risk: str = "illness_poverty"
     capacity: float = 0.02
@@ -43,6 +55,7 @@ class TrainConfig:
     policy_path: str | None = None
     lgbm: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    gate: Bounds = field(default_factory=Bounds)
 
 
 @dataclass
@@ -53,6 +66,8 @@ class TrainResult:
     metrics: dict[str, float]
     comparison: pd.DataFrame
     timings: dict[str, float]
+    fairness: Fairness | None = None
+    decision: Decision | None = None
 
 
 def data_fingerprint(data_dir: str) -> dict[str, Any]:
@@ -99,6 +114,9 @@ def train(config: TrainConfig) -> TrainResult:
     report = evaluate_period(model, test_df, split.test, policy, config.capacity, seed=config.seed)
     report.metrics |= {"train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
                        "best_iteration": float(facts["best_iteration"])}
+    b = config.gate
+    fairness = model_fairness(model, test_df, n_boot=b.n_boot, seed=b.seed, min_positives=b.min_group_positives,
+                              min_households=b.min_group_households)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -116,26 +134,55 @@ def train(config: TrainConfig) -> TrainResult:
         for i, (auc, loss) in enumerate(zip(facts["validation_curve"]["auc"],
                                             facts["validation_curve"]["binary_logloss"], strict=True)):
             mlflow.log_metrics({"validation_auc": auc, "validation_logloss": loss}, step=i)
+        snapshot_facts = {"data_dir": Path(config.data_dir).resolve().name, **data_fingerprint(config.data_dir),
+                          "span": [str(first.date()), str(last.date())], "split": dates,
+                          "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)}}
         log_evidence(report, schema_json=schema.to_json(), policy_text=policy_file_text(config.policy_path),
-                     snapshot={"data_dir": Path(config.data_dir).resolve().name, **data_fingerprint(config.data_dir),
-                               "span": [str(first.date()), str(last.date())], "split": dates,
-                               "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)}})
+                     snapshot=snapshot_facts)
         model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": dates["test"],
                            "policy_version": policy.latest.version})
+        _log_fairness(fairness, f"{config.risk} 各组召回率（{dates['test']}）")
         cmp, best = report.comparison, report.best_rule
-        version = log_and_register(model, test_df[schema.ids].head(5), alias=config.alias, description=(
+        client = MlflowClient()
+        version = log_and_register(model, test_df[schema.ids].head(5),
+                                   alias=arrival_alias(client, config.risk, config.alias), description=(
             f"{config.risk}: trained on {len(train_df)} household-snapshots, tested on {dates['test']}; recall at "
             f"{config.capacity:.0%} capacity {cmp.loc['model', 'recall']:.3f} vs best rule {best} "
             f"{cmp.loc[best, 'recall']:.3f}."))
+        decision = None
+        if version is not None and config.alias == CHAMPION:
+            decision = decide(client, config.risk, version, Evidence(test_df, split.test, config.capacity), b,
+                              model=model, fairness=fairness)
+        card = CardFacts(risk=config.risk, version=version, run_id=run.info.run_id, capacity=config.capacity,
+                         flag_threshold=model.thresholds.flag, policy_version=policy.latest.version,
+                         snapshot=snapshot_facts, metrics=report.metrics, comparison=cmp,
+                         truth_comparison=report.truth_comparison, rules=RULE_LABELS, fairness=fairness,
+                         decision=decision)
+        mlflow.log_text(to_markdown(card), "model_card.md")
+        mlflow.log_text(to_html(card), "model_card.html")
+        if version is not None:
+            client.set_model_version_tag(config.risk, version, "model_card", f"runs:/{run.info.run_id}/model_card.md")
         timings["mlflow_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"timing_{k}": v for k, v in timings.items()})
     log.info("trained %s: run %s, version %s", config.risk, run.info.run_id, version)
     return TrainResult(run_id=run.info.run_id, model_name=config.risk, version=version, metrics=report.metrics,
-                       comparison=report.comparison, timings=timings)
+                       comparison=report.comparison, timings=timings, fairness=fairness, decision=decision)
+
+
+def _log_fairness(fairness: Fairness, title: str) -> None:
+    """The group table, the gaps by column, the summary metrics and the TPR plot, under ``fairness/``."""
+    mlflow.log_text(fairness.table.to_csv(index=False), "fairness/groups.csv")
+    mlflow.log_text(fairness.gaps.to_csv(index=False), "fairness/gaps.csv")
+    mlflow.log_metrics(fairness.summary)
+    fig = plot_tpr(fairness, title)
+    mlflow.log_figure(fig, "fairness/tpr_by_group.png")
+    plt.close(fig)
 
 
 def describe(result: TrainResult) -> str:
     return json.dumps({"run_id": result.run_id, "model": result.model_name, "version": result.version,
-                       "timings": result.timings, **{k: v for k, v in result.metrics.items()
+                       "timings": result.timings,
+                       "promotion": ({"promote": result.decision.promote, "reasons": result.decision.reasons}
+                                     if result.decision else None), **{k: v for k, v in result.metrics.items()
                                                      if k.startswith(("test_model", "truth_model"))}},
                       indent=2, default=float)
