@@ -6,32 +6,27 @@ before T: an end after T was not known at T, so the row still counts as ongoing 
 
 from __future__ import annotations
 
-import pandas as pd
+import numpy as np
+
+from features.known import Known, count_by, is_in, months_before, sum_by
 
 CURRENT_PROGRAMS = ("dibao", "dibao_edge", "tekun", "expenditure_hardship")
+COLUMNS = ("program", "start_date", "end_date", "monthly_amount")
 
 
-def assistance_features(assistance: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
-    """``assistance`` must already be cut to start_date ≤ T."""
-    a = assistance
-    ended = a["end_date"].notna() & (a["end_date"] <= as_of)
+def assistance_features(known: Known) -> dict[str, np.ndarray]:
+    a = known.assistance(COLUMNS)
+    hh, n = a["hh"], known.n
+    program = a["program"]
+    ended = a["end_date"] <= known.day  # NaT (no end yet) compares False
     ongoing = ~ended
-    year_ago = as_of - pd.DateOffset(months=12)
-    frame = pd.DataFrame({"household_id": a["household_id"].to_numpy()})
-    for program in CURRENT_PROGRAMS:
-        frame[f"on_{program}"] = ((a["program"] == program) & ongoing).to_numpy(dtype="float64")
-    frame["assistance_monthly_amount"] = a["monthly_amount"].where(
-        ongoing & a["program"].isin(CURRENT_PROGRAMS), 0.0).to_numpy()
-    frame["temporary_assistance_12m"] = ((a["program"] == "temporary") & (a["start_date"] > year_ago)
-                                         ).to_numpy(dtype="float64")
-    frame["_left"] = (ended & (a["end_date"] > year_ago) & a["program"].isin(CURRENT_PROGRAMS)).to_numpy(
-        dtype="float64")
-    g = frame.groupby("household_id", sort=False)
-    out = g.agg({
-        **{f"on_{p}": "max" for p in CURRENT_PROGRAMS},
-        "assistance_monthly_amount": "sum", "temporary_assistance_12m": "sum", "_left": "max",
-    }).reindex(index).fillna(0.0).astype("float64")
-    on_any = out[[f"on_{p}" for p in CURRENT_PROGRAMS]].max(axis=1)
+    year_ago = np.datetime64(months_before(known.as_of, 12), "D")
+    current = is_in(program, *CURRENT_PROGRAMS)
+    out = {f"on_{p}": np.minimum(count_by(hh, is_in(program, p) & ongoing, n), 1.0) for p in CURRENT_PROGRAMS}
+    out["assistance_monthly_amount"] = sum_by(hh, np.where(ongoing & current, a["monthly_amount"], 0.0), n)
+    out["temporary_assistance_12m"] = count_by(hh, is_in(program, "temporary") & (a["start_date"] > year_ago), n)
+    left = count_by(hh, ended & (a["end_date"] > year_ago) & current, n) > 0
+    on_any = np.any([out[f"on_{p}"] > 0 for p in CURRENT_PROGRAMS], axis=0)
     # "left" means left and is not back on a programme now
-    out["left_assistance_12m"] = ((out.pop("_left") > 0) & (on_any == 0)).astype("float64")
+    out["left_assistance_12m"] = (left & ~on_any).astype(np.float64)
     return out

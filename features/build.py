@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from features.assistance import assistance_features
 from features.catalog import FEATURE_IDS
 from features.household import assets, composition
 from features.income import income_features
+from features.known import Known
 from features.policy import PolicyBook
 from features.spending import burden_features, spending_features
 from features.tables import Tables
+
+# The output's column labels, built once: building them costs more than one household's features.
+_COLUMNS = pd.Index(FEATURE_IDS)
 
 
 def as_timestamp(as_of: dt.date | str | pd.Timestamp) -> pd.Timestamp:
@@ -30,7 +35,8 @@ def cut_to(tables: Tables, as_of: dt.date | str | pd.Timestamp) -> Tables:
     """The tables as they could be known on ``as_of``: nothing dated after it.
 
     Claims by service_date, income by month, assistance by start_date, persons by birth_date;
-    verifications (labels) are dropped entirely.
+    verifications (labels) are dropped entirely. :func:`build_features` makes the same cut with
+    masks on the columns (:class:`features.known.Known`) instead of copying the tables.
     """
     t = as_timestamp(as_of)
     m = t.year * 12 + t.month - 1
@@ -49,20 +55,20 @@ def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: 
 
     Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and the policy version in
     force on ``as_of``. Missing values are NaN and stay NaN (a missing income is not zero).
+    The same numpy code serves one household and a whole city: no per-row Python, no groupby.
     """
-    t = as_timestamp(as_of)
-    params = policy.at(t.date())
-    known = cut_to(tables, t)
-    index = pd.Index(sorted(known.households["household_id"].unique()), name="household_id", dtype=object)
-    person_household = known.persons.set_index("person_id")["household_id"]
-
-    comp = composition(known.persons, index, t)
-    n = comp["n_members"]
-    inc = income_features(known.income, person_household, index, t.year * 12 + t.month - 1, n, params.dibao_line)
-    spend = spending_features(known.claims, person_household, index, t, n)
-    burden = burden_features(spend["oop_12m"], inc["_income_12m"], n, params.dibao_line)
-    frame = pd.concat([
-        comp, assets(known.households, index, n), inc, spend, burden,
-        assistance_features(known.assistance, index, t),
-    ], axis=1)
-    return frame.loc[:, list(FEATURE_IDS)].astype("float64")
+    t = as_timestamp(as_of).date()
+    params = policy.at(t)
+    known = Known(tables, t)
+    features = composition(known)
+    n = features["n_members"]
+    features |= assets(known, n)
+    features |= income_features(known, n, params.dibao_line)
+    features |= spending_features(known, n)
+    features |= burden_features(features["oop_12m"], features["_income_12m"], n, params.dibao_line)
+    features |= assistance_features(known)
+    values = np.empty((len(FEATURE_IDS), known.n))
+    for row, name in enumerate(FEATURE_IDS):
+        values[row] = features[name]
+    return pd.DataFrame(values.T, index=pd.Index(known.household_ids, name="household_id", dtype=object),
+                        columns=_COLUMNS.view(), copy=False)

@@ -2,66 +2,79 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
+
+from features.known import Known, count_by, is_in
 
 WORKING = ("employed", "self_employed", "farmer")
 NOT_WORKING = ("unemployed", "unable_to_work", "other")
 
 
+def ages_on(birth_date: np.ndarray, as_of: dt.date) -> np.ndarray:
+    """Whole years of age on ``as_of`` (a birthday on ``as_of`` counts), float64; NaN for NaT."""
+    months = birth_date.astype("datetime64[M]")
+    month_of_year = months.astype(np.int64) % 12 + 1
+    day = (birth_date.astype("datetime64[D]") - months).astype(np.int64) + 1
+    had_birthday = month_of_year * 100 + day <= as_of.month * 100 + as_of.day
+    age = (as_of.year - 1970 - months.astype("datetime64[Y]").astype(np.int64) - ~had_birthday).astype(np.float64)
+    return np.where(np.isnat(birth_date), np.nan, age)
+
+
 def ages_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
-    """Whole years of age on ``as_of``."""
-    had_birthday = (birth_date.dt.month < as_of.month) | (
-        (birth_date.dt.month == as_of.month) & (birth_date.dt.day <= as_of.day)
-    )
-    return (as_of.year - birth_date.dt.year - (~had_birthday).astype("int64")).astype("float64")
+    """:func:`ages_on` for a Series of dates (same index and name)."""
+    return pd.Series(ages_on(birth_date.to_numpy(dtype="datetime64[ns]"), as_of.date()), index=birth_date.index,
+                     name=birth_date.name)
 
 
-def composition(persons: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
+def composition(known: Known) -> dict[str, np.ndarray]:
     """Counts per household of the persons alive on the register at T (born on or before T).
 
-    ``persons`` must already be cut to T. A household with no member left gets NaN counts and the
-    model treats them as missing.
+    A household with no member left gets NaN counts and the model treats them as missing.
     """
-    age = ages_at(persons["birth_date"], as_of)
-    emp = persons["employment"]
-    grade = persons["disability_grade"]
-    flags = pd.DataFrame({
-        "household_id": persons["household_id"].to_numpy(),
-        "n_members": 1.0,
-        "n_elderly": (age >= 60).astype("float64"),
-        "n_children": (age < 16).astype("float64"),
-        "n_earners": emp.isin(WORKING).astype("float64"),
-        "n_unemployed": (emp == "unemployed").astype("float64"),
-        "n_working_age_not_working": ((age >= 16) & (age < 60) & emp.isin(NOT_WORKING)).astype("float64"),
-        "n_disabled": (grade > 0).astype("float64"),
-        "n_severe_disabled": grade.isin((1, 2)).astype("float64"),
-    })
-    counts = flags.groupby("household_id", sort=False).sum().reindex(index)
-    counts["dependency_ratio"] = (counts["n_elderly"] + counts["n_children"]) / counts["n_members"]
-    counts["elderly_only"] = (counts["n_elderly"] == counts["n_members"]).astype("float64").where(
-        counts["n_members"].notna()
-    )
-    heads = persons.loc[persons["relation"] == "head"]
-    counts["head_age"] = pd.Series(age.loc[heads.index].to_numpy(), index=heads["household_id"].to_numpy()
-                                   ).groupby(level=0).first().reindex(index)
-    return counts
+    p, n = known.persons(), known.n
+    hh = p["hh"]
+    age = ages_on(p["birth_date"], known.as_of)
+    emp = p["employment"]
+    grade = p["disability_grade"]
+    members = np.bincount(hh, minlength=n).astype(np.float64)
+    has = members > 0
+    out = {
+        "n_members": members,
+        "n_elderly": count_by(hh, age >= 60, n),
+        "n_children": count_by(hh, age < 16, n),
+        "n_earners": count_by(hh, is_in(emp, *WORKING), n),
+        "n_unemployed": count_by(hh, is_in(emp, "unemployed"), n),
+        "n_working_age_not_working": count_by(hh, (age >= 16) & (age < 60) & is_in(emp, *NOT_WORKING), n),
+        "n_disabled": count_by(hh, grade > 0, n),
+        "n_severe_disabled": count_by(hh, is_in(grade, 1, 2), n),
+    }
+    for name, counts in out.items():
+        out[name] = np.where(has, counts, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["dependency_ratio"] = (out["n_elderly"] + out["n_children"]) / out["n_members"]
+    out["elderly_only"] = np.where(has, (out["n_elderly"] == out["n_members"]).astype(np.float64), np.nan)
+    # the first head listed, where a household (wrongly) lists more than one
+    heads = np.flatnonzero(is_in(p["relation"], "head"))
+    first_hh, first = np.unique(hh[heads], return_index=True)
+    head_age = np.full(n, np.nan)
+    head_age[first_hh] = age[heads[first]]
+    out["head_age"] = head_age
+    return out
 
 
-def assets(households: pd.DataFrame, index: pd.Index, n_members: pd.Series) -> pd.DataFrame:
+def assets(known: Known, n_members: np.ndarray) -> dict[str, np.ndarray]:
     """Assets from the registry and bank checks; per-capita by the members counted at T."""
-    h = households.set_index("household_id").reindex(index)
-    return pd.DataFrame({
-        "financial_assets_per_capita": h["financial_assets"] / n_members,
-        "property_count": h["property_count"].astype("float64"),
-        "vehicle_count": h["vehicle_count"].astype("float64"),
-        "housing_owned": (h["housing"] == "owned").astype("float64"),
-    }, index=index)
+    return {
+        "financial_assets_per_capita": known.household("financial_assets") / n_members,
+        "property_count": known.household("property_count").astype(np.float64),
+        "vehicle_count": known.household("vehicle_count").astype(np.float64),
+        "housing_owned": is_in(known.household("housing"), "owned").astype(np.float64),
+    }
 
 
-def hukou_is_rural(households: pd.DataFrame, index: pd.Index) -> pd.Series:
+def hukou_is_rural(households: pd.DataFrame, index: pd.Index) -> np.ndarray:
     """Used only to pick the reference income (urban or rural); never a model feature."""
     return households.set_index("household_id")["hukou_type"].reindex(index).eq("rural").to_numpy(dtype=bool)
-
-
-__all__ = ["ages_at", "assets", "composition", "hukou_is_rural", "np"]

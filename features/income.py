@@ -7,51 +7,48 @@ an income of zero: a household with no income row in 12 months gets NaN income f
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from features.known import Known, is_in, sum_by
+
+WINDOW_MONTHS = 12
+RECENT_MONTHS = 3
+TREND_CAP = 1e6
 
 
-def income_features(income: pd.DataFrame, person_household: pd.Series, index: pd.Index,
-                    as_of_month: int, n_members: pd.Series, dibao_line: float) -> pd.DataFrame:
+def income_features(known: Known, n_members: np.ndarray, dibao_line: float) -> dict[str, np.ndarray]:
     """Income features per household.
 
-    ``income`` must already be cut to months ≤ ``as_of_month``; ``person_household`` maps
-    person_id → household_id. Amounts are yuan; ``*_per_capita_month`` is yuan per person per month
-    averaged over the 12-month window (months not reported count as missing, not zero).
+    Amounts are yuan; ``*_per_capita_month`` is yuan per person per month averaged over the 12-month
+    window (months not reported count as missing, not zero).
     """
-    window = income.loc[income["month_index"] > as_of_month - 12]
-    hh = window["person_id"].map(person_household)
-    months_back = as_of_month - window["month_index"]
-    frame = pd.DataFrame({
-        "household_id": hh.to_numpy(),
-        "amount": window["amount"].to_numpy(),
-        "recent": (months_back < 3).to_numpy(),
-        "wage": (window["source"] == "wage").to_numpy(),
-        "month_index": window["month_index"].to_numpy(),
-    }).dropna(subset=["household_id"])
-    frame["recent_amount"] = frame["amount"] * frame["recent"]
-    frame["wage_amount"] = frame["amount"] * frame["wage"]
-    g = frame.groupby("household_id", sort=False)
-    sums = g[["amount", "recent_amount", "wage_amount"]].sum().reindex(index)
-    months = g["month_index"].nunique().reindex(index).fillna(0.0).astype("float64")
-    recent_months = frame.loc[frame["recent"]].groupby("household_id", sort=False)["month_index"].nunique()
-    recent_months = recent_months.reindex(index).fillna(0.0)
-
-    reported = months > 0
-    per_month = (sums["amount"] / months).where(reported)
-    per_capita_month = per_month / n_members
+    rows = known.income(known.month - WINDOW_MONTHS + 1, ("month_index", "amount", "source"))
+    hh, n = rows["hh"], known.n
+    months_back = known.month - rows["month_index"]  # 0 (the month of T) .. 11
+    recent = months_back < RECENT_MONTHS
+    amount = rows["amount"]
+    total = sum_by(hh, amount, n)
+    recent_total = sum_by(hh, amount * recent, n)
+    wage_total = sum_by(hh, amount * is_in(rows["source"], "wage"), n)
+    # which of the 12 months each household reported, whoever reported them
+    reported = np.zeros((n, WINDOW_MONTHS), dtype=bool)
+    reported[hh, months_back] = True
+    months = reported.sum(axis=1).astype(np.float64)
+    recent_months = reported[:, :RECENT_MONTHS].sum(axis=1).astype(np.float64)
     earlier_months = months - recent_months
-    recent_mean = (sums["recent_amount"] / recent_months).where(recent_months > 0)
-    earlier_mean = ((sums["amount"] - sums["recent_amount"]) / earlier_months).where(earlier_months > 0)
-    trend = (recent_mean / earlier_mean).where(earlier_mean > 0)
-    return pd.DataFrame({
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_month = np.where(months > 0, total / months, np.nan)
+        per_capita_month = per_month / n_members
+        recent_mean = np.where(recent_months > 0, recent_total / recent_months, np.nan)
+        earlier_mean = np.where(earlier_months > 0, (total - recent_total) / earlier_months, np.nan)
+        trend = np.where(earlier_mean > 0, recent_mean / earlier_mean, np.nan)
+        wage_share = np.where(total > 0, wage_total / total, np.nan)
+    return {
         "income_12m_per_capita_month": per_capita_month,
         "income_months_reported_12m": months,
-        "income_trend_3m": trend.clip(upper=1e6),
-        "wage_share_12m": (sums["wage_amount"] / sums["amount"]).where(sums["amount"] > 0),
+        "income_trend_3m": np.minimum(trend, TREND_CAP),
+        "wage_share_12m": wage_share,
         "income_pc_to_dibao": per_capita_month / dibao_line,
         # yuan over the window scaled to 12 months, for the burden ratios (not a model feature)
         "_income_12m": per_month * 12.0,
-    }, index=index).astype("float64")
-
-
-__all__ = ["income_features", "np"]
+    }

@@ -7,66 +7,68 @@ Windows are calendar months back from T: a claim counts in the k-month window wh
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from features.known import Known, count_by, is_in, max_by, months_before, sum_by
 
 SERIOUS_GROUPS = ("cancer", "renal", "cardio_cerebrovascular", "rare_disease")
 SERIOUS_SETTINGS = ("inpatient", "special_outpatient")
 RATIO_CAP = 50.0  # ratios are capped: beyond 50× income the size of the ratio says nothing more
+COLUMNS = ("service_date", "setting", "diagnosis_group", "total_cost", "out_of_pocket", "inpatient_days")
 
 
-def spending_features(claims: pd.DataFrame, person_household: pd.Series, index: pd.Index,
-                      as_of: pd.Timestamp, n_members: pd.Series) -> pd.DataFrame:
-    """Windowed spending per household; ``claims`` must already be cut to service_date ≤ T."""
-    start = {k: as_of - pd.DateOffset(months=k) for k in (3, 6, 12)}
-    c = claims.loc[claims["service_date"] > start[12]]
-    hh = c["person_id"].map(person_household).to_numpy()
-    oop = c["out_of_pocket"].to_numpy()
-    inpatient = (c["setting"] == "inpatient").to_numpy()
-    serious = (c["diagnosis_group"].isin(SERIOUS_GROUPS) & c["setting"].isin(SERIOUS_SETTINGS)).to_numpy()
-    frame = pd.DataFrame({
-        "household_id": hh,
-        "person_id": c["person_id"].to_numpy(),
-        "oop_3m": np.where((c["service_date"] > start[3]).to_numpy(), oop, 0.0),
-        "oop_6m": np.where((c["service_date"] > start[6]).to_numpy(), oop, 0.0),
-        "oop_12m": oop,
-        "total_cost_12m": c["total_cost"].to_numpy(),
-        "max_stay_oop_12m": np.where(inpatient, oop, 0.0),
-        "inpatient_days_12m": c["inpatient_days"].to_numpy(dtype="float64"),
-        "inpatient_stays_12m": inpatient.astype("float64"),
-        "serious_claims_12m": serious.astype("float64"),
-        "special_outpatient_claims_12m": (c["setting"] == "special_outpatient").to_numpy(dtype="float64"),
-    }).dropna(subset=["household_id"])
-    g = frame.groupby("household_id", sort=False)
-    sums = g[["oop_3m", "oop_6m", "oop_12m", "total_cost_12m", "inpatient_days_12m", "inpatient_stays_12m",
-              "serious_claims_12m", "special_outpatient_claims_12m"]].sum()
-    sums["max_stay_oop_12m"] = g["max_stay_oop_12m"].max()
-    per_person = frame.groupby(["household_id", "person_id"], sort=False).agg(
-        oop=("oop_12m", "sum"), serious=("serious_claims_12m", "max"))
-    per_person_g = per_person.groupby(level="household_id", sort=False)
-    sums["oop_12m_max_person"] = per_person_g["oop"].max()
-    sums["n_members_serious_dx_12m"] = per_person_g["serious"].sum()
-    # No claim in 12 months is a known zero: every settled claim reaches the platform.
-    out = sums.reindex(index).fillna(0.0).astype("float64")
+def spending_features(known: Known, n_members: np.ndarray) -> dict[str, np.ndarray]:
+    """Windowed spending per household. No claim in 12 months is a known zero: every settled claim
+    reaches the platform."""
+    c = known.claims(months_before(known.as_of, 12), COLUMNS)
+    hh, n = c["hh"], known.n
+    oop = c["out_of_pocket"]
+    day = c["service_date"]
+    inpatient = is_in(c["setting"], "inpatient")
+    serious = is_in(c["diagnosis_group"], *SERIOUS_GROUPS) & is_in(c["setting"], *SERIOUS_SETTINGS)
+    out = {
+        "oop_3m": sum_by(hh, np.where(day > np.datetime64(months_before(known.as_of, 3), "D"), oop, 0.0), n),
+        "oop_6m": sum_by(hh, np.where(day > np.datetime64(months_before(known.as_of, 6), "D"), oop, 0.0), n),
+        "oop_12m": sum_by(hh, oop, n),
+        "total_cost_12m": sum_by(hh, c["total_cost"], n),
+        "max_stay_oop_12m": _zero_if_none(max_by(hh, np.where(inpatient, oop, 0.0), n)),
+        "inpatient_days_12m": sum_by(hh, c["inpatient_days"], n),
+        "inpatient_stays_12m": count_by(hh, inpatient, n),
+        "serious_claims_12m": count_by(hh, serious, n),
+        "special_outpatient_claims_12m": count_by(hh, is_in(c["setting"], "special_outpatient"), n),
+    }
+    # per member first (positions among the persons known at T), then the household's largest
+    person, person_hh = c["person"], known.persons()["hh"]
+    n_persons = len(person_hh)
+    has_claims = np.bincount(person, minlength=n_persons) > 0
+    person_oop = sum_by(person, oop, n_persons)
+    out["oop_12m_max_person"] = _zero_if_none(max_by(person_hh[has_claims], person_oop[has_claims], n))
+    out["n_members_serious_dx_12m"] = count_by(person_hh, np.bincount(person[serious], minlength=n_persons) > 0, n)
     out["oop_12m_per_capita"] = out["oop_12m"] / n_members
     return out
 
 
-def burden_features(oop_12m: pd.Series, income_12m: pd.Series, n_members: pd.Series,
-                    dibao_line: float) -> pd.DataFrame:
+def _zero_if_none(maxima: np.ndarray) -> np.ndarray:
+    return np.where(maxima == -np.inf, 0.0, maxima)
+
+
+def burden_features(oop_12m: np.ndarray, income_12m: np.ndarray, n_members: np.ndarray,
+                    dibao_line: float) -> dict[str, np.ndarray]:
     """Out-of-pocket spending against income and against capacity to pay.
 
     Capacity to pay (WHO's, Xu et al. 2003, with the 低保 line as subsistence) is the 12-month
     income less ``dibao_line × members × 12``. Where income is not reported the ratios are NaN.
     """
     subsistence = dibao_line * n_members * 12.0
-    capacity = (income_12m - subsistence).clip(lower=0.0)
-    to_income = np.where(oop_12m > 0, oop_12m / income_12m.clip(lower=1.0), 0.0)
-    to_capacity = np.where(oop_12m > 0, oop_12m / capacity.clip(lower=1.0), 0.0)
+    capacity = np.maximum(income_12m - subsistence, 0.0)
+    reported = ~np.isnan(income_12m)
+    spent = oop_12m > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        to_income = np.where(spent, oop_12m / np.maximum(income_12m, 1.0), 0.0)
+        to_capacity = np.where(spent, oop_12m / np.maximum(capacity, 1.0), 0.0)
     after = (income_12m - oop_12m) / n_members / 12.0
-    return pd.DataFrame({
-        "oop_12m_to_income": pd.Series(to_income, index=oop_12m.index).clip(upper=RATIO_CAP).where(income_12m.notna()),
-        "oop_to_capacity": pd.Series(to_capacity, index=oop_12m.index).clip(upper=RATIO_CAP).where(
-            income_12m.notna()),
+    return {
+        "oop_12m_to_income": np.where(reported, np.minimum(to_income, RATIO_CAP), np.nan),
+        "oop_to_capacity": np.where(reported, np.minimum(to_capacity, RATIO_CAP), np.nan),
         "income_after_oop_pc_month": after,
         "after_oop_to_dibao": after / dibao_line,
-    }, index=oop_12m.index).astype("float64")
+    }
