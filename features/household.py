@@ -74,7 +74,3 @@ def assets(known: Known, n_members: np.ndarray) -> dict[str, np.ndarray]:
         "housing_owned": is_in(known.household("housing"), "owned").astype(np.float64),
     }
 
-
-def hukou_is_rural(households: pd.DataFrame, index: pd.Index) -> np.ndarray:
-    """Used only to pick the reference income (urban or rural); never a model feature."""
-    return households.set_index("household_id")["hukou_type"].reindex(index).eq("rural").to_numpy(dtype=bool)

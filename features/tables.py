@@ -8,7 +8,7 @@ Everything here is pure: no files, no clock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,9 +82,6 @@ class Tables:
         if frame is None:
             return self.__dict__["_arrays"][table][column]
         return frame[column].to_numpy()
-
-    def __iter__(self):  # pragma: no cover - convenience
-        return ((f.name, getattr(self, f.name)) for f in fields(self))
 
 
 def make_tables(**frames: pd.DataFrame | None) -> Tables:

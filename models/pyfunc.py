@@ -9,7 +9,6 @@ per input row with ``probability``, ``raw_score``, ``band`` and ``flagged``. Wit
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -36,11 +35,6 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
             for fid in self.model.schema.ids:
                 out[f"contrib__{fid}"] = [r["contributions"][fid] for r in rows]
         return out.reset_index(drop=True)
-
-
-def package_root() -> Path:
-    """The ``models`` package folder (shipped as MLflow code) and ``features`` (its catalogue)."""
-    return Path(__file__).resolve().parent
 
 
 def load_risk_model(model_uri: str) -> tuple[RiskModel, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -38,7 +38,6 @@ class Scored:
 class Scorer:
     models: list[LoadedModel]
     policy: PolicyBook
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def features(self, bundle: Bundle) -> tuple[dict[str, Any], pd.DataFrame]:
         raw = bundle.model_dump(mode="json")
