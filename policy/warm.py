@@ -1,0 +1,182 @@
+"""The warm list (暖心清单): support measures that fit a household, each citing the rule that proposed it.
+
+The measures are data (``[[measure]]`` in ``features/policy_parameters.toml``). A measure is proposed
+when any of its triggers fires: the household is on a list (:mod:`policy.lists`), the policy
+calculator finds it likely eligible for a programme (:func:`policy.calculator.check_programs`), a
+model flagged a risk, or a feature is among the top reasons raising a flagged risk. Its ``unless``
+conditions (numbers only, over the household's features) leave out what the household already
+receives. A measure proposes what to check or tell the household; it never decides or denies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.catalog import BY_ID, FEATURE_IDS
+from features.io import policy_file_text
+from policy.calculator import PROGRAM_LABELS
+from policy.lists import (
+    DefinitionError,
+    Node,
+    _as_date,
+    _bool,
+    _check_id,
+    _date,
+    _no_unknown,
+    _require,
+    _text,
+    _where,
+    holds_at,
+    parse_items,
+)
+
+RISK_LABELS = {
+    "illness_poverty": "因病致贫", "disability_poverty": "因残致贫", "unemployment_poverty": "因失业致贫",
+    "elderly_care_need": "老年照护需求", "child_in_difficulty": "困境儿童",
+}
+TRIGGER_KINDS = ("list", "program", "reason", "risk")
+MEASURE_FIELDS = {"id", "label_zh", "description_zh", "version", "effective_from", "active", "triggers", "unless"}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str  # list | program | reason | risk
+    id: str
+
+
+@dataclass(frozen=True)
+class Measure:
+    id: str
+    label_zh: str
+    description_zh: str
+    version: str
+    effective_from: dt.date
+    triggers: tuple[Trigger, ...]
+    unless: tuple[Node, ...] = ()
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class MeasureBook:
+    """Every version of every measure, in file order."""
+
+    measures: tuple[Measure, ...]
+
+    def at(self, as_of: dt.date | str | pd.Timestamp | None = None) -> tuple[Measure, ...]:
+        """The measures in force on ``as_of`` (None: the latest version of each), in the order ids
+        first appear; a withdrawn version (``active = false``) leaves its measure out."""
+        day = None if as_of is None else _as_date(as_of)
+        current: dict[str, Measure] = {}
+        for m in self.measures:
+            if (day is None or m.effective_from <= day) and (
+                    m.id not in current or m.effective_from >= current[m.id].effective_from):
+                current[m.id] = m
+        order = list(dict.fromkeys(m.id for m in self.measures))
+        return tuple(current[i] for i in order if i in current and current[i].active)
+
+
+def load_measures(path: str | Path | None = None) -> MeasureBook:
+    """The ``[[measure]]`` definitions of the policy file (the packaged one when ``path`` is None);
+    list triggers are checked against the same file's ``[[list]]`` ids."""
+    return parse_measures(tomllib.loads(policy_file_text(path)))
+
+
+def parse_measures(doc: Mapping[str, Any]) -> MeasureBook:
+    raw_measures = doc.get("measure", [])
+    if not raw_measures:
+        raise DefinitionError("the policy file has no [[measure]]")
+    known: dict[str, set[Any]] = {
+        "list": {raw.get("id") for raw in doc.get("list", []) if isinstance(raw, Mapping)},
+        "program": set(PROGRAM_LABELS), "reason": set(FEATURE_IDS), "risk": set(RISK_LABELS),
+    }
+    seen: set[tuple[str, dt.date]] = set()
+    out = []
+    for k, raw in enumerate(raw_measures):
+        where = _where("measure", k, raw)
+        _require(raw, ("id", "label_zh", "description_zh", "version", "effective_from", "triggers"), where)
+        _no_unknown(raw, MEASURE_FIELDS, where)
+        _check_id(raw["id"], where)
+        m = Measure(id=raw["id"], label_zh=_text(raw, "label_zh", where),
+                    description_zh=_text(raw, "description_zh", where), version=str(raw["version"]),
+                    effective_from=_date(raw["effective_from"], f"{where}, field 'effective_from'"),
+                    triggers=_triggers(raw["triggers"], f"{where}, field 'triggers'", known),
+                    unless=(parse_items(raw["unless"], f"{where}, field 'unless'", None, allow_refs=False)
+                            if "unless" in raw else ()),
+                    active=_bool(raw.get("active", True), where))
+        if (m.id, m.effective_from) in seen:
+            raise DefinitionError(f"{where}: a second version effective from {m.effective_from.isoformat()}")
+        seen.add((m.id, m.effective_from))
+        out.append(m)
+    return MeasureBook(tuple(out))
+
+
+def _triggers(raw: Any, where: str, known: Mapping[str, set[Any]]) -> tuple[Trigger, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise DefinitionError(f"{where}: must be a non-empty array such as [{{list = \"serious_illness\"}}]")
+    out = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping) or len(item) != 1 or next(iter(item)) not in TRIGGER_KINDS:
+            raise DefinitionError(f"{at}: a trigger has exactly one key, one of {list(TRIGGER_KINDS)}")
+        kind, ident = next(iter(item.items()))
+        if ident not in known[kind]:
+            raise DefinitionError(f"{at}.{kind}: unknown {kind} {ident!r}")
+        out.append(Trigger(kind, ident))
+    return tuple(out)
+
+
+def warm_list(lists: Sequence[Mapping[str, Any]], programs: Sequence[Mapping[str, Any]],
+              scores: Sequence[Mapping[str, Any]] | None, book: MeasureBook, *,
+              as_of: dt.date | str | pd.Timestamp | None = None,
+              features: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """The measures proposed for one household, in the book's order, each once:
+    ``{"measure", "label", "detail", "version", "proposed_by": [{"kind", "id", "label"}]}``.
+
+    ``lists``: the household's items of :func:`policy.lists.household_lists`; ``programs``: the
+    ``programs`` of :func:`policy.calculator.check_programs`; ``scores``: the API's scores
+    (``{"risk", "flagged", "reasons": [{"feature", "contribution", …}]}``) or None. Only flagged
+    risks count, and only reasons that raise them (positive contribution). ``as_of`` picks the
+    measures' versions (None: the latest). ``features`` (the household's feature row) lets the
+    ``unless`` conditions leave out what the household already receives; without it they are not
+    applied, and the wording ("建议核实是否已享受") still holds.
+    """
+    fired: dict[tuple[str, str], str] = {}
+    for item in lists:
+        fired[("list", item["list"])] = item.get("label") or item["list"]
+    for p in programs:
+        if p.get("eligible"):
+            fired[("program", p["program"])] = p.get("label") or PROGRAM_LABELS.get(p["program"], p["program"])
+    for s in scores or ():
+        if not s.get("flagged"):
+            continue
+        fired[("risk", s["risk"])] = RISK_LABELS.get(s["risk"], s["risk"])
+        for r in s.get("reasons") or ():
+            if _raises(r):
+                spec = BY_ID.get(r["feature"])
+                fired.setdefault(("reason", r["feature"]), r.get("label") or (spec.label_zh if spec else r["feature"]))
+    out = []
+    for m in book.at(as_of):
+        by = [{"kind": t.kind, "id": t.id, "label": fired[(t.kind, t.id)]} for t in dict.fromkeys(m.triggers)
+              if (t.kind, t.id) in fired]
+        if not by:
+            continue
+        if features is not None and any(holds_at(node, features, None, {}) for node in m.unless):
+            continue
+        out.append({"measure": m.id, "label": m.label_zh, "detail": m.description_zh, "version": m.version,
+                    "proposed_by": by})
+    return out
+
+
+def _raises(reason: Mapping[str, Any]) -> bool:
+    """A reason raises its risk: positive contribution, or ``direction`` "raises" when no number."""
+    c = reason.get("contribution")
+    if c is not None:
+        return float(c) > 0
+    return reason.get("direction", "raises") == "raises"
