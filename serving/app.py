@@ -6,6 +6,7 @@ building, prediction and TreeSHAP never block the event loop.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,25 +14,32 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import mlflow
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from features.io import load_policy_book
 from features.tables import tables_from_bundle
 from models.pyfunc import load_risk_model
 from models.schema import FeatureSchemaError
 from policy import check_programs, load_eligibility
+from serving.advice import Advisor
 from serving.audit import AuditStore, AuditUnavailable
 from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
+from serving.feedback import FeedbackConflict, FeedbackStore
+from serving.household_file import household_file
 from serving.limits import BodySizeLimit
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
     Bundle,
     ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    HouseholdFile,
     ModelInfo,
     ModelsResponse,
     PolicyCheckResponse,
@@ -74,16 +82,32 @@ class NotReady(RuntimeError):
     pass
 
 
-def load_models(settings: Settings) -> list[LoadedModel]:
+class StoreUnavailable(RuntimeError):
+    """The store did not answer a read or a non-score write; its message is safe to return."""
+
+
+def load_models(settings: Settings) -> tuple[list[LoadedModel], list[str]]:
+    """The configured risks' models under the alias, and the risks that have none. A risk that was
+    asked for explicitly (``RELIEF_RISK_RISKS``) must load; of the default (all five), those not yet
+    registered are reported as missing, and at least one must load."""
     client = MlflowClient()
-    loaded = []
+    loaded, missing = [], []
     for risk in settings.risks:
-        mv = client.get_model_version_by_alias(risk, settings.model_alias)
+        try:
+            mv = client.get_model_version_by_alias(risk, settings.model_alias)
+        except Exception:
+            if settings.risks_explicit:
+                raise
+            log.warning("no %s@%s registered: not served", risk, settings.model_alias)
+            missing.append(risk)
+            continue
         uri = f"models:/{risk}@{settings.model_alias}"
         model, facts = load_risk_model(uri)
         loaded.append(LoadedModel(name=risk, version=str(mv.version), aliases=sorted(mv.aliases), model=model,
                                   uri=uri, run_id=facts.get("run_id")))
-    return loaded
+    if not loaded:
+        raise LookupError(f"no model registered under @{settings.model_alias} for any of {', '.join(settings.risks)}")
+    return loaded, missing
 
 
 def create_app_from_env() -> FastAPI:
@@ -99,15 +123,19 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.keys = settings.keys
         app.state.policy = load_policy_book(settings.policy_path)
         app.state.eligibility = load_eligibility(settings.policy_path)
+        app.state.advisor = Advisor.load(settings.policy_path, policy=app.state.policy)
         app.state.audit = AuditStore(settings.audit_url)
+        app.state.feedback = FeedbackStore(app.state.audit.engine)
         app.state.scorer = None
+        app.state.missing = []
         app.state.load_error = None
         try:
             app.state.audit.create()
         except Exception as exc:  # the service still starts and says it is not ready
             log.error("audit store unavailable at start: %s", type(exc).__name__)
         try:
-            app.state.scorer = Scorer(models=load_models(settings), policy=app.state.policy)
+            models, app.state.missing = load_models(settings)
+            app.state.scorer = Scorer(models=models, policy=app.state.policy, advisor=app.state.advisor)
             log.info("loaded %s", ", ".join(f"{m.name} v{m.version}" for m in app.state.scorer.models))
         except Exception as exc:
             app.state.load_error = f"{type(exc).__name__}: {exc}"
@@ -134,6 +162,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def _audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
         log.error("audit write failed: %s", exc)
         return JSONResponse(status_code=503, content={"detail": "audit store unavailable; nothing was scored"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.error("store unavailable: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {exc}"})
 
     @app.exception_handler(FeatureSchemaError)
     async def _outside_schema(request: Request, exc: FeatureSchemaError) -> JSONResponse:
@@ -250,12 +283,63 @@ def create_app(settings: Settings) -> FastAPI:
         return {"household_id": raw["household"]["household_id"], "as_of": raw["as_of"], **answer}
 
     @app.get("/v1/models", response_model=ModelsResponse, tags=["models"], responses=ERRORS,
-             summary="The served model names, versions and aliases")
+             summary="The served model names, versions and aliases, and how often flagged visits confirmed need")
     def models(request: Request, role: Annotated[str, Depends(require("platform", "auditor", "admin"))]
                ) -> dict[str, Any]:
         s = scorer(request)
+        confirmation = request.app.state.feedback.confirmation()
         return {"models": [ModelInfo(name=m.name, version=m.version, aliases=m.aliases, run_id=m.run_id,
-                                     loaded_from=m.uri) for m in s.models]}
+                                     loaded_from=m.uri, feedback=confirmation.get(m.name)) for m in s.models],
+                "missing": request.app.state.missing}
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, status_code=201, tags=["feedback"],
+              responses={**BODY_ERRORS, 200: {"model": FeedbackResponse,
+                                              "description": "the same visit was already recorded: the stored one"},
+                         409: {"model": ErrorResponse,
+                               "description": "this request already has feedback with a different outcome"}},
+              summary="Record what a home visit found, tied to the score request that prompted it")
+    def feedback(request: Request, role: Annotated[str, Depends(require("platform"))], body: FeedbackRequest
+                 ) -> Any:
+        prompt = request.app.state.audit.get(body.request_id)
+        if prompt is None:
+            raise HTTPException(422, [{"loc": ["body", "request_id"], "msg": "no score request with this request_id",
+                                       "type": "value_error.unknown_request"}])
+        problems = []
+        if prompt.household_id != body.household_id:
+            problems.append({"loc": ["body", "household_id"], "type": "value_error.household_mismatch",
+                             "msg": "is not the household that request scored"})
+        if body.visited_on.isoformat() < prompt.as_of:
+            problems.append({"loc": ["body", "visited_on"], "type": "value_error.before_as_of",
+                             "msg": f"is before the prompting request's as_of ({prompt.as_of})"})
+        # a day's grace for time zones: the platform's clock may be ahead of the server's (UTC+8)
+        if body.visited_on > dt.date.today() + dt.timedelta(days=1):
+            problems.append({"loc": ["body", "visited_on"], "msg": "is in the future", "type": "value_error.future"})
+        if problems:
+            raise HTTPException(422, problems)
+        try:
+            fb, created = request.app.state.feedback.add(prompt, body.visited_on, list(body.findings))
+        except FeedbackConflict as exc:
+            raise HTTPException(409, f"request {body.request_id} already has feedback {exc.existing.feedback_id} "
+                                     f"(visited {exc.existing.visited_on}, findings "
+                                     f"{','.join(exc.existing.findings)}); feedback is append-only") from None
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"feedback not stored: {type(exc).__name__}") from exc
+        return JSONResponse(fb.as_dict(), status_code=201 if created else 200)
+
+    @app.get("/v1/households/{household_id}", response_model=HouseholdFile, tags=["households"], responses=NOT_FOUND,
+             summary="一户一档: the household's latest features, score history, lists, eligibility, warm list "
+                     "and feedback")
+    def household(request: Request, role: Annotated[str, Depends(require("platform", "auditor"))],
+                  household_id: Annotated[str, Path(min_length=1, max_length=64,
+                                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]) -> dict[str, Any]:
+        try:
+            answer = household_file(request.app.state.audit, request.app.state.feedback, request.app.state.advisor,
+                                    household_id)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"household file unreadable: {type(exc).__name__}") from exc
+        if answer is None:
+            raise HTTPException(404, "the service has not scored this household")
+        return answer
 
     app.include_router(ui_router)  # the auditor's web pages under /ui
     return app

@@ -163,11 +163,37 @@ class RiskScore(BaseModel):
     reasons: list[Reason]
 
 
+class ListEntry(BaseModel):
+    list: str = Field(description="list id (ASCII), defined in the policy-parameter file")
+    label: str = Field(description="中文名称")
+    version: str = Field(description="the definition's version")
+    why: str = Field(description="中文：本户的数值与名单条件")
+
+
+class ProposedBy(BaseModel):
+    kind: Literal["list", "program", "reason", "risk"]
+    id: str
+    label: str
+
+
+class Measure(BaseModel):
+    measure: str = Field(description="measure id (ASCII)")
+    label: str = Field(description="中文名称")
+    detail: str = Field(description="中文：建议内容；由社工入户核实后决定，从不拒绝救助")
+    version: str = Field(description="the measure definition's version")
+    proposed_by: list[ProposedBy] = Field(description="the rules that proposed it")
+
+
 class ScoreResponse(BaseModel):
     request_id: str
     household_id: str
     as_of: str
     scores: list[RiskScore]
+    lists: list[ListEntry] = Field([], description="today's rule-based high-risk lists (高风险名单) the household is on")
+    eligible_programs: list[str] = Field([], description="programmes the policy calculator says it likely "
+                                                         "qualifies for (see /v1/policy/check for the steps)")
+    warm_list: list[Measure] = Field([], description="暖心清单: measures that fit the household, each with the "
+                                                     "rule that proposed it")
 
 
 class ErrorItem(BaseModel):
@@ -190,16 +216,27 @@ class BatchResponse(BaseModel):
     results: list[ScoreResponse | BatchItemError]
 
 
+class FeedbackRates(BaseModel):
+    flagged_visits: int = Field(description="visits prompted by a request that flagged this risk")
+    confirmed: int = Field(description="of those, visits that found this need")
+    any_need: int = Field(description="of those, visits that found any need")
+    confirmed_rate: float | None
+    any_need_rate: float | None
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
     aliases: list[str]
     run_id: str | None = None
     loaded_from: str
+    feedback: FeedbackRates | None = Field(None, description="how often flagged visits confirmed need "
+                                                             "(caseworkers' feedback, all versions)")
 
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    missing: list[str] = Field([], description="configured risks with no model under the alias (not served)")
 
 
 class PolicyStep(BaseModel):
@@ -222,8 +259,98 @@ class PolicyParameters(BaseModel):
     eligibility_version: str
 
 
-class PolicyCheckResponse(BaseModel):
-    household_id: str
-    as_of: str
+class PolicyCheckBody(BaseModel):
     programs: list[ProgramResult]
     parameters: PolicyParameters
+
+
+class PolicyCheckResponse(PolicyCheckBody):
+    household_id: str
+    as_of: str
+
+
+# ---- caseworker feedback -----------------------------------------------------------------------
+Finding = Literal["illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need",
+                  "child_in_difficulty", "not_in_need"]
+
+
+def _findings(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("findings must not repeat")
+    if "not_in_need" in value and len(value) > 1:
+        raise ValueError("not_in_need cannot be combined with a need")
+    return value
+
+
+class FeedbackRequest(_Strict):
+    """What a home visit found (as in the contract's verifications), tied to the score request that
+    prompted the visit."""
+
+    request_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
+                                                 pattern=r"^[A-Za-z0-9_\-]+$")]
+    household_id: Id
+    visited_on: IsoDate
+    findings: Annotated[list[Finding], Field(min_length=1, max_length=6), AfterValidator(_findings)]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"request_id": "3f2a…", "household_id": "H000123", "visited_on": "2026-07-08",
+         "findings": ["illness_poverty"]}]})
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    request_id: str
+    household_id: str
+    as_of: str = Field(description="the prompting request's as_of")
+    visited_on: str
+    findings: list[str]
+    flagged_risks: list[str] = Field(description="the risks the prompting request flagged")
+    confirmed: list[str] = Field(description="flagged risks the visit found")
+    model_versions: dict[str, str]
+    recorded_at: str
+
+
+# ---- the household file (一户一档) ---------------------------------------------------------------
+class FileFeature(BaseModel):
+    feature: str
+    label: str = Field(description="中文名称")
+    unit: str
+    value: float | None
+    display: str
+
+
+class HistoryScore(BaseModel):
+    risk: str
+    probability: float
+    band: str
+    flagged: bool
+    model_version: str | None
+
+
+class HistoryEntry(BaseModel):
+    source: Literal["api_request", "api_batch", "nightly_batch"]
+    id: str = Field(description="the request_id, or the nightly batch's run_id")
+    created_at: str
+    as_of: str
+    scores: list[HistoryScore]
+
+
+class LatestRequest(BaseModel):
+    request_id: str
+    created_at: str
+    as_of: str
+    town: str
+
+
+class HouseholdFile(BaseModel):
+    household_id: str
+    latest: LatestRequest | None = Field(description="the latest API request; null if only nightly batches "
+                                                     "scored the household")
+    features: list[FileFeature] = Field(description="the latest features the models saw, with Chinese labels")
+    scores: list[RiskScore] = Field(description="the latest request's scores with their reasons")
+    lists: list[ListEntry]
+    eligibility: PolicyCheckBody | None
+    warm_list: list[Measure]
+    history: list[HistoryEntry] = Field(description="score history across API requests and nightly batches, "
+                                                    "newest first")
+    feedback: list[FeedbackResponse]

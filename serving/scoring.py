@@ -14,6 +14,7 @@ from features.build import build_features
 from features.policy import PolicyBook
 from features.tables import tables_from_bundle
 from models.risk_model import RiskModel
+from serving.advice import Advisor
 from serving.audit import AuditRecord
 from serving.schemas import Bundle
 
@@ -38,13 +39,12 @@ class Scored:
 class Scorer:
     models: list[LoadedModel]
     policy: PolicyBook
-
-    def features(self, bundle: Bundle) -> tuple[dict[str, Any], pd.DataFrame]:
-        raw = bundle.model_dump(mode="json")
-        return raw, build_features(tables_from_bundle(raw), raw["as_of"], self.policy)
+    advisor: Advisor | None = None  # lists, eligibility and warm list beside the scores
 
     def score(self, bundle: Bundle, kind: str = "score") -> Scored:
-        raw, feats = self.features(bundle)
+        raw = bundle.model_dump(mode="json")
+        tables = tables_from_bundle(raw)
+        feats = build_features(tables, raw["as_of"], self.policy)
         request_id = uuid.uuid4().hex
         public, full = [], []
         for lm in self.models:
@@ -58,6 +58,10 @@ class Scorer:
                          "features": {k: (None if pd.isna(v) else float(v)) for k, v in feats.iloc[0].items()}})
         response = {"request_id": request_id, "household_id": raw["household"]["household_id"],
                     "as_of": raw["as_of"], "scores": public}
+        if self.advisor is not None:
+            advice = self.advisor.advise(tables, feats, raw["as_of"], public)
+            response |= {"lists": advice.lists, "eligible_programs": advice.eligible_programs,
+                         "warm_list": advice.warm_list}
         record = AuditRecord(
             request_id=request_id, created_at=dt.datetime.now(dt.UTC), kind=kind,
             household_id=raw["household"]["household_id"], as_of=raw["as_of"],

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("platform", "auditor", "admin")
+RISKS = ("illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need", "child_in_difficulty")
 
 
 def parse_api_keys(value: str) -> dict[str, frozenset[str]]:
@@ -31,7 +32,8 @@ class Settings(BaseSettings):
 
     api_keys: SecretStr = Field(description="comma-separated role:key pairs; roles platform, auditor, admin")
     audit_url: str = Field("sqlite:///audit.db", description="SQLAlchemy URL of the audit store")
-    risks: list[str] = Field(default=["illness_poverty"], description="registered model names to serve")
+    risks: list[str] = Field(default=list(RISKS), description="registered model names to serve; by default every "
+                             "risk of the contract that has a model under the alias")
     model_alias: str = "champion"
     mlflow_tracking_uri: str | None = Field(None, description="defaults to MLFLOW_TRACKING_URI or MLflow's default")
     policy_path: str | None = Field(None, description="policy parameter file; the packaged one by default")
@@ -43,6 +45,19 @@ class Settings(BaseSettings):
     def _keys_parse(cls, v: SecretStr) -> SecretStr:
         parse_api_keys(v.get_secret_value())
         return v
+
+    @field_validator("risks")
+    @classmethod
+    def _known_risks(cls, v: list[str]) -> list[str]:
+        unknown = [r for r in v if r not in RISKS]
+        if unknown or not v or len(set(v)) != len(v):
+            raise ValueError(f"RELIEF_RISK_RISKS: expected distinct risks among {RISKS}, got {v}")
+        return v
+
+    @property
+    def risks_explicit(self) -> bool:
+        """Whether the risks were configured (then each must load) rather than defaulted."""
+        return "risks" in self.model_fields_set
 
     @property
     def keys(self) -> dict[str, frozenset[str]]:

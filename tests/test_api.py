@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from features.catalog import FEATURE_IDS
 from serving.app import CONTRACT_EXAMPLE
 from tests.conftest import auth
 
@@ -74,7 +75,7 @@ def test_audit_record_adds_up_and_keeps_the_response_exactly(client):
     assert rec["models"] == [{"name": "illness_poverty", "version": "1"}]
     for s in rec["scores"]:
         assert abs(s["base_value"] + sum(s["contributions"].values()) - s["raw_score"]) < 1e-6
-        assert len(s["contributions"]) == 43
+        assert list(s["contributions"]) == list(FEATURE_IDS)
 
 
 def test_unknown_audit_record_is_404(client):

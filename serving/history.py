@@ -1,0 +1,86 @@
+"""Nightly batch scores kept beside the audit trail, so a household's file shows its score history
+across API requests and batches. One row per household per batch run, its scores as compact JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy.engine import Engine
+
+from serving.audit import metadata
+
+batch_runs = Table(
+    "batch_runs", metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", String(10), nullable=False),
+    Column("models", Text, nullable=False),          # JSON: [{"name", "version"}]
+    Column("households", Integer, nullable=False),
+    Column("flagged", Integer, nullable=False),
+    Column("output", Text, nullable=False),          # where the batch wrote its files
+)
+
+batch_scores = Table(
+    "batch_scores", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("scores", Text, nullable=False),          # JSON: {risk: [probability, band, flagged]}
+    Index("ix_batch_scores_household", "household_id"),
+)
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    run_id: str
+    created_at: dt.datetime
+    as_of: str
+    models: list[dict[str, str]]
+    households: int
+    flagged: int
+    output: str
+
+
+def record_run(engine: Engine, run: BatchRun, rows: Iterable[tuple[str, dict[str, Any]]],
+               chunk: int = 20_000) -> None:
+    """Stores the run and one row per household, ``rows`` = (household_id, {risk: [p, band, flagged]})."""
+    with engine.begin() as conn:
+        conn.execute(insert(batch_runs).values(
+            run_id=run.run_id, created_at=run.created_at, as_of=run.as_of, models=json.dumps(run.models),
+            households=run.households, flagged=run.flagged, output=run.output))
+        buf: list[dict[str, Any]] = []
+        for hid, scores in rows:
+            buf.append({"run_id": run.run_id, "household_id": hid,
+                        "scores": json.dumps(scores, separators=(",", ":"))})
+            if len(buf) >= chunk:
+                conn.execute(insert(batch_scores), buf)
+                buf = []
+        if buf:
+            conn.execute(insert(batch_scores), buf)
+
+
+def household_batches(engine: Engine, household_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The household's batch scores, newest run first, in the shape of the file's history entries."""
+    stmt = (select(batch_runs.c.run_id, batch_runs.c.created_at, batch_runs.c.as_of, batch_runs.c.models,
+                   batch_scores.c.scores)
+            .join(batch_scores, batch_scores.c.run_id == batch_runs.c.run_id)
+            .where(batch_scores.c.household_id == household_id)
+            .order_by(batch_runs.c.created_at.desc()).limit(limit))
+    out = []
+    with engine.connect() as conn:
+        for row in conn.execute(stmt).mappings():
+            created = row["created_at"]
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=dt.UTC)
+            versions = {m["name"]: m["version"] for m in json.loads(row["models"])}
+            out.append({"source": "nightly_batch", "id": row["run_id"], "created_at": created.isoformat(),
+                        "as_of": row["as_of"],
+                        "scores": [{"risk": risk, "probability": p, "band": band, "flagged": flagged,
+                                    "model_version": versions.get(risk)}
+                                   for risk, (p, band, flagged) in json.loads(row["scores"]).items()]})
+    return out
