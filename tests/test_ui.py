@@ -377,3 +377,18 @@ def test_an_auditor_in_a_real_browser(live_server, tmp_path):
     assert elapsed < 30, f"the browser run took {elapsed:.1f}s"
     log = live_server["log"].read_text()
     assert KEYS["auditor"] not in log and hid not in log, "keys and identifiers must not reach the logs"
+
+
+def test_model_page_reports_what_flagged_visits_found(auditor):
+    """After a flagged household is visited, the model page counts the visit and its outcome."""
+    b = household("HUI-FEEDBACK-1", oop=90000.0, income=300.0)
+    js = score(auditor, b)
+    ill = next(s for s in js["scores"] if s["risk"] == "illness_poverty")
+    assert ill["flagged"], ill
+    r = auditor.post("/v1/feedback", headers=auth("platform"), json={
+        "request_id": js["request_id"], "household_id": "HUI-FEEDBACK-1", "visited_on": "2026-07-15",
+        "findings": ["illness_poverty"]})
+    assert r.status_code == 201, r.text
+    body = auditor.get("/ui/models/illness_poverty").text.split('class="card feedback"')[1].split("</section>")[0]
+    assert "被本风险标记后走访的家庭" in body and "核实确为本风险" in body
+    assert re.search(r"核实确为本风险 confirmed this need</th><td>\d+（\d+\.\d%）", body), body

@@ -227,12 +227,20 @@ def model_page(request: Request, name: str, role: Auditor, version: str | None =
     return page(
         "model.html", **_common(request), name=name, risk_label=labels.RISKS.get(name, ""), lm=lm, versions=versions,
         shown=shown, run_id=run_id, ev=ev, problems=problems + (ev.problems if ev else []),
-        importance=importance,
+        importance=importance, feedback=_feedback_rates(request, name),
         importance_chart=(bar_chart(importance[:IMPORTANCE_CHART_TOP], "平均 |SHAP|（对数几率）")
                           if importance else None),
         calibration_chart=calibration_chart(ev.calibration) if ev and ev.calibration else None,
         card=card.parse(ev.model_card_md) if ev and ev.model_card_md else None,
         capacity=_capacity(ev.params.get("capacity") if ev else None, lm.model.thresholds.capacity))
+
+
+def _feedback_rates(request: Request, name: str) -> dict | None:
+    try:
+        return request.app.state.feedback.confirmation().get(name)
+    except Exception as exc:  # the store unreachable: the page still shows the model
+        log.warning("feedback unreadable: %s", type(exc).__name__)
+        return None
 
 
 def _capacity(logged: str | None, served: float) -> float:
