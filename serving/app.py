@@ -103,6 +103,7 @@ def load_models(settings: Settings) -> tuple[list[LoadedModel], list[str]]:
             continue
         uri = f"models:/{risk}@{settings.model_alias}"
         model, facts = load_risk_model(uri)
+        model.explainer()  # build and warm the fast explainer now, not on the first request
         loaded.append(LoadedModel(name=risk, version=str(mv.version), aliases=sorted(mv.aliases), model=model,
                                   uri=uri, run_id=facts.get("run_id")))
     if not loaded:

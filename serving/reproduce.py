@@ -24,6 +24,21 @@ class Difference:
     now: object
 
 
+TOLERANCE = 1e-12  # TreeSHAP summed in another order (pred_contrib vs models.fast_shap) differs by ~1e-15
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, numbers to ``TOLERANCE``: explanations computed by LightGBM's ``pred_contrib`` (older
+    records) and by ``models.fast_shap`` agree to rounding, not always to the last bit."""
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool | str):
+        return abs(float(a) - float(b)) <= TOLERANCE
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def reproduce(record: AuditRecord, policy: PolicyBook) -> list[Difference]:
     """The differences between the stored scores and a fresh scoring (empty when identical)."""
     client = MlflowClient()
@@ -38,6 +53,6 @@ def reproduce(record: AuditRecord, policy: PolicyBook) -> list[Difference]:
     diffs = []
     for stored, now in zip(record.scores, scored.record.scores, strict=True):
         for field in COMPARED:
-            if stored.get(field) != now.get(field):
+            if not same(stored.get(field), now.get(field)):
                 diffs.append(Difference(stored["risk"], field, stored.get(field), now.get(field)))
     return diffs

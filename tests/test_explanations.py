@@ -104,3 +104,22 @@ def test_format_value_units():
     assert format_value(0.0, "是否") == "否"
     assert format_value(12.0, "天") == "12 天"
     assert format_value(1400.0, "元/人·月") == "1,400 元/人·月"
+
+
+def test_served_explanations_are_pred_contrib_to_1e9(champion, city_tables, policy):
+    """The service explains with models.fast_shap: on the real champion and real households, the
+    same values as LightGBM's own pred_contrib (the reference) to 1e-9, base value included."""
+    import numpy as np
+
+    from features.build import build_features
+
+    assert champion.explainer() is not None, "our models have no categorical splits: the fast path applies"
+    feats = build_features(city_tables, "2026-06-30", policy).head(3000)
+    x = champion.matrix(feats)
+    ours = champion.contributions(x)
+    ref = champion.booster.predict(x, pred_contrib=True)
+    assert np.max(np.abs(ours - ref)) < 1e-9
+    rows = champion.score_rows(feats.head(50))
+    for row, c in zip(rows, ref[:50], strict=True):
+        assert abs(row["base_value"] - c[-1]) < 1e-9
+        assert abs(row["raw_score"] - c.sum()) < 1e-9
