@@ -147,7 +147,8 @@ def _reproduce(a: argparse.Namespace) -> int:
     models = ", ".join(f"{m['name']} v{m['version']}" for m in record.models)
     if not diffs:
         print(f"IDENTICAL: {a.request_id} re-scored with {models}: probability, raw score, base value, "
-              f"all {sum(len(s['contributions']) for s in record.scores)} contributions and reasons match exactly")
+              f"all {sum(len(s['contributions']) for s in record.scores)} contributions and reasons match "
+              "(numbers to 1e-12)")
         return 0
     for d in diffs[:20]:
         print(f"DIFFERS {d.risk}.{d.field}: stored {str(d.stored)[:80]} now {str(d.now)[:80]}", file=sys.stderr)
