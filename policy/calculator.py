@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import build_features, cut_to
-from features.household import ages_at
+from features.build import build_features
+from features.known import ages_on
 from features.policy import PolicyBook, PolicyVersion
 from features.tables import Tables
 from policy.parameters import EligibilityBook, EligibilityVersion
@@ -71,19 +71,22 @@ class Facts:
         return None if self.income_12m is None else self.income_12m / self.n / 12
 
 
-def household_facts(tables: Tables, as_of: dt.date, policy: PolicyBook) -> Facts:
-    f = build_features(tables, as_of, policy).iloc[0]
-    known = cut_to(tables, as_of)
-    p = known.persons
-    age = ages_at(p["birth_date"], pd.Timestamp(as_of))
-    unable = (age >= 60) | (age < 16) | p["disability_grade"].isin((1, 2))
+def household_facts(tables: Tables, as_of: dt.date, policy: PolicyBook, features: pd.Series | None = None) -> Facts:
+    """``features``: the household's feature row as of ``as_of`` when the caller already built it
+    (the API builds it once for the models, the lists and this)."""
+    f = build_features(tables, as_of, policy).iloc[0] if features is None else features
+    births = tables.array("persons", "birth_date").astype("datetime64[ns]")
+    alive = births <= np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns")  # as cut_to: born by T
+    age = ages_on(births[alive], pd.Timestamp(as_of).date())
+    grade = tables.array("persons", "disability_grade")[alive]
+    unable = (age >= 60) | (age < 16) | np.isin(grade, (1, 2))
     n = int(f["n_members"])
     inc = f["income_12m_per_capita_month"]
     on = frozenset(k.removeprefix("on_") for k in ("on_dibao", "on_dibao_edge", "on_tekun", "on_expenditure_hardship")
                    if f[k] > 0)
     return Facts(n=n, income_12m=None if math.isnan(inc) else float(inc) * n * 12, rigid_12m=float(f["oop_12m"]),
                  assets_pc=float(f["financial_assets_per_capita"]), properties=int(f["property_count"]),
-                 vehicles=int(f["vehicle_count"]), rural=bool(known.households["hukou_type"].iloc[0] == "rural"),
+                 vehicles=int(f["vehicle_count"]), rural=bool(tables.array("households", "hukou_type")[0] == "rural"),
                  on=on, n_unable=int(np.sum(unable)))
 
 
@@ -180,12 +183,12 @@ def check_tekun(x: Facts, v: PolicyVersion, e: EligibilityVersion) -> ProgramChe
 CHECKS = (check_dibao, check_edge_income, check_edge_expenditure, check_expenditure_hardship, check_tekun)
 
 
-def check_programs(tables: Tables, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook
-                   ) -> dict[str, Any]:
+def check_programs(tables: Tables, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook,
+                   features: pd.Series | None = None) -> dict[str, Any]:
     """The calculator's answer for one household: every programme with its steps, and the
     parameter versions used."""
     v, e = policy.at(as_of), eligibility.at(as_of)
-    x = household_facts(tables, as_of, policy)
+    x = household_facts(tables, as_of, policy, features)
     return {"programs": [check(x, v, e).as_dict() for check in CHECKS],
             "parameters": {"version": v.version, "effective_from": v.effective_from.isoformat(),
                            "eligibility_version": e.version}}

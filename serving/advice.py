@@ -47,7 +47,7 @@ class Advisor:
         """One household: ``features`` is its one-row frame, ``scores`` the public score entries."""
         day = pd.Timestamp(as_of).date()
         lists = household_lists(features, day, self.policy, self.lists)[0]
-        eligibility = check_programs(tables, day, self.policy, self.eligibility)
+        eligibility = check_programs(tables, day, self.policy, self.eligibility, features.iloc[0])
         return Advice(lists=lists, eligibility=eligibility,
                       warm_list=warm_list(lists, eligibility["programs"], scores, self.measures, as_of=day,
                                           features=features.iloc[0]))
