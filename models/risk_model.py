@@ -93,8 +93,10 @@ class RiskModel:
 
     # ---- scoring ------------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
-        return self.schema.validate(features.loc[:, self.schema.ids] if set(self.schema.ids) <= set(features.columns)
-                                    else features)
+        ids = self.schema.ids
+        if list(features.columns) != ids and set(ids) <= set(features.columns):
+            features = features.loc[:, ids]  # (a .loc on a one-row frame costs more than the model)
+        return self.schema.validate(features)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x, raw_score=True), dtype="float64")
