@@ -3,7 +3,9 @@
 This is data, not code: ``models.schema`` freezes it into the schema that is logged with every model
 and validated on the training and serving paths; the explanation reasons take their labels from
 here. ``direction`` is +1 where policy says more of it never lowers risk (more out-of-pocket
-spending), -1 where more of it never raises risk (more income), 0 where policy says nothing.
+spending), -1 where more of it never raises risk (more income), 0 where policy says nothing; each
+risk adds its own directions where policy says nothing (``RISK_DIRECTIONS``) and may leave features
+out (``RISK_EXCLUDED``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("n_disabled", "残疾成员数", "人", 0, 50, 0, "household"),
     FeatureSpec("n_severe_disabled", "重度残疾（一、二级）成员数", "人", 0, 50, 0, "household"),
     FeatureSpec("elderly_only", "仅有60岁及以上老人居住", "是否", 0, 1, 0, "household"),
+    FeatureSpec("n_elderly_80plus", "80岁及以上成员数", "人", 0, 50, 0, "household"),
+    FeatureSpec("oldest_age", "家庭成员最高年龄", "岁", 0, 150, 0, "household"),
+    FeatureSpec("lives_alone_elderly", "60岁及以上老人独居", "是否", 0, 1, 0, "household"),
+    FeatureSpec("n_minors", "未成年（18岁以下）成员数", "人", 0, 50, 0, "household"),
+    FeatureSpec("n_minors_no_earner", "无在业成员家庭的未成年（18岁以下）成员数", "人", 0, 50, 0, "household"),
     # assets (features/household.py)
     FeatureSpec("financial_assets_per_capita", "人均金融资产", "元", 0, INF, -1, "assets"),
     FeatureSpec("property_count", "登记房产数", "套", 0, INF, -1, "assets"),
@@ -48,6 +55,11 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("income_trend_3m", "近3个月收入与此前9个月月均之比", "比值", 0, INF, -1, "income"),
     FeatureSpec("wage_share_12m", "近12个月工资性收入占比", "比值", 0, 1, 0, "income"),
     FeatureSpec("income_pc_to_dibao", "人均月收入与低保标准之比", "比值", 0, INF, -1, "income"),
+    FeatureSpec("income_3m_per_capita_month", "近3个月家庭人均月收入", "元/人·月", 0, INF, -1, "income"),
+    FeatureSpec("n_working_age_work_income_3m", "近3个月有劳动收入（工资、经营、农业）的16-59岁成员数", "人", 0, 50, 0,
+                "income"),
+    FeatureSpec("n_unemployment_benefit_3m", "近3个月领取失业保险金的成员数", "人", 0, 50, 0, "income"),
+    FeatureSpec("n_wage_stopped_3m", "此前9个月有工资、近3个月停发工资的成员数", "人", 0, 50, 0, "income"),
     # medical spending (features/spending.py)
     FeatureSpec("oop_3m", "近3个月自付医疗费用", "元", 0, INF, 1, "medical"),
     FeatureSpec("oop_6m", "近6个月自付医疗费用", "元", 0, INF, 1, "medical"),
@@ -61,6 +73,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("serious_claims_12m", "近12个月重大疾病住院及门特就诊次数", "次", 0, INF, 1, "medical"),
     FeatureSpec("n_members_serious_dx_12m", "近12个月患重大疾病成员数", "人", 0, 50, 1, "medical"),
     FeatureSpec("special_outpatient_claims_12m", "近12个月门诊慢特病就诊次数", "次", 0, INF, 1, "medical"),
+    FeatureSpec("elderly_acute_stays_12m", "近12个月60岁及以上成员因心脑血管病或外伤住院次数", "次", 0, INF, 1, "medical"),
     # spending against income (features/spending.py)
     FeatureSpec("oop_12m_to_income", "近12个月自付医疗费用占家庭收入比", "比值", 0, 50, 1, "burden"),
     FeatureSpec("oop_to_capacity", "自付医疗费用占支付能力（收入扣除低保线生活费）比", "比值", 0, 50, 1, "burden"),
@@ -78,3 +91,94 @@ FEATURES: tuple[FeatureSpec, ...] = (
 
 FEATURE_IDS: tuple[str, ...] = tuple(f.id for f in FEATURES)
 BY_ID: dict[str, FeatureSpec] = {f.id: f for f in FEATURES}
+
+# ---- per risk: the directions each risk's model is constrained to, where they differ from ``direction``
+# ``direction`` above is what policy fixes for every risk (income never raises risk, out-of-pocket
+# spending never lowers it). A risk adds the directions its own cause fixes, for features on which
+# policy is silent: more severely disabled members never lower the risk of 因残致贫, and so on. The
+# service is tried on twins (one household with the cause, its twin without), so every feature such a
+# change moves is constrained here, each way stated as "more of it never lowers (+1) / raises (-1)
+# this risk". A risk only adds directions where policy is silent (checked below); models.schema
+# records for every feature which of the two a model was constrained by.
+RISK_DIRECTIONS: dict[str, dict[str, int]] = {
+    "illness_poverty": {},
+    "disability_poverty": {
+        "n_disabled": 1, "n_severe_disabled": 1,
+        "n_unemployed": 1, "n_working_age_not_working": 1, "n_minors_no_earner": 1,
+        "n_earners": -1, "n_working_age_work_income_3m": -1, "n_wage_stopped_3m": 1,
+        "wage_share_12m": -1, "income_months_reported_12m": -1,
+    },
+    "unemployment_poverty": {
+        "n_unemployed": 1, "n_working_age_not_working": 1, "n_minors_no_earner": 1,
+        "n_unemployment_benefit_3m": 1, "n_wage_stopped_3m": 1,
+        "n_earners": -1, "n_working_age_work_income_3m": -1, "income_months_reported_12m": -1,
+    },
+    "elderly_care_need": {
+        "n_elderly": 1, "n_elderly_80plus": 1, "oldest_age": 1, "head_age": 1,
+        "elderly_only": 1, "lives_alone_elderly": 1, "dependency_ratio": 1,
+        "n_disabled": 1, "n_severe_disabled": 1,
+        # anyone of working age at home, working or not, is someone who can care
+        "n_members": -1, "n_earners": -1, "n_unemployed": -1, "n_working_age_not_working": -1,
+        "n_working_age_work_income_3m": -1, "wage_share_12m": -1, "income_months_reported_12m": -1,
+    },
+    "child_in_difficulty": {
+        "n_children": 1, "n_minors": 1, "n_minors_no_earner": 1,
+        "n_disabled": 1, "n_severe_disabled": 1,
+        "n_unemployed": 1, "n_working_age_not_working": 1, "n_unemployment_benefit_3m": 1, "n_wage_stopped_3m": 1,
+        "n_earners": -1, "n_working_age_work_income_3m": -1,
+        "wage_share_12m": -1, "income_months_reported_12m": -1,
+    },
+}
+
+# Features a risk's model leaves out, each for the reason given: a twin pair would move them against the cause.
+_BURDEN = ("oop_12m_to_income", "oop_to_capacity", "income_after_oop_pc_month", "after_oop_to_dibao")
+RISK_EXCLUDED: dict[str, tuple[str, ...]] = {
+    "illness_poverty": (),
+    # Spending against income is illness poverty's own measure. The other risks' models read a
+    # household with no income reported as one with no income (models/lgbm.py), where these ratios
+    # are undefined (NaN) and would read as "no burden": a twin who lost all income would look better.
+    "disability_poverty": _BURDEN,
+    # Wage-dependent households are the ones a job loss can hit (more wage share, more risk), yet the
+    # loss itself lowers the wage share; n_wage_stopped_3m carries the loss without the contradiction.
+    "unemployment_poverty": (*_BURDEN, "wage_share_12m"),
+    # Per-capita savings fall when anyone moves in, yet a carer moving in lowers the need for care:
+    # an elderly person alone would look richer, and so less at risk, than the same person with a carer.
+    "elderly_care_need": (*_BURDEN, "financial_assets_per_capita"),
+    "child_in_difficulty": _BURDEN,
+}
+
+
+def _check_risk_tables() -> None:
+    """Every risk of the contract has both entries, and a risk's direction never overrides policy's."""
+    from features.contract import FINDINGS
+
+    risks = set(FINDINGS) - {"not_in_need"}
+    for table in (RISK_DIRECTIONS, RISK_EXCLUDED):
+        if set(table) != risks:
+            raise ValueError(f"per-risk tables must cover exactly {sorted(risks)}, got {sorted(table)}")
+    for risk, own in RISK_DIRECTIONS.items():
+        for fid, d in own.items():
+            if fid not in BY_ID or d not in (-1, 1):
+                raise ValueError(f"{risk}: direction {d!r} for {fid!r}: unknown feature or not ±1")
+            if BY_ID[fid].direction != 0:
+                raise ValueError(f"{risk}: {fid!r} has the direction policy fixes ({BY_ID[fid].direction}); "
+                                 "a risk may only add directions where policy is silent")
+            if fid in RISK_EXCLUDED[risk]:
+                raise ValueError(f"{risk}: {fid!r} is both constrained and left out")
+    for risk, left_out in RISK_EXCLUDED.items():
+        if unknown := set(left_out) - set(BY_ID):
+            raise ValueError(f"{risk}: leaves out unknown features {sorted(unknown)}")
+
+
+_check_risk_tables()
+
+
+def risk_feature_ids(risk: str) -> tuple[str, ...]:
+    """The features a model of ``risk`` is trained on, in catalogue order."""
+    left_out = set(RISK_EXCLUDED[risk])
+    return tuple(f for f in FEATURE_IDS if f not in left_out)
+
+
+def risk_directions(risk: str) -> dict[str, int]:
+    """The directions ``risk`` adds to policy's (features policy is silent on)."""
+    return dict(RISK_DIRECTIONS[risk])

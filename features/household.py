@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 
-from features.known import Known, count_by, is_in
+from features.known import Known, count_by, is_in, max_by
+from features.known import ages_on as ages_on  # re-exported: it lived here first
 
 WORKING = ("employed", "self_employed", "farmer")
 NOT_WORKING = ("unemployed", "unable_to_work", "other")
-
-
-def ages_on(birth_date: np.ndarray, as_of: dt.date) -> np.ndarray:
-    """Whole years of age on ``as_of`` (a birthday on ``as_of`` counts), float64; NaN for NaT."""
-    months = birth_date.astype("datetime64[M]")
-    month_of_year = months.astype(np.int64) % 12 + 1
-    day = (birth_date.astype("datetime64[D]") - months).astype(np.int64) + 1
-    had_birthday = month_of_year * 100 + day <= as_of.month * 100 + as_of.day
-    age = (as_of.year - 1970 - months.astype("datetime64[Y]").astype(np.int64) - ~had_birthday).astype(np.float64)
-    return np.where(np.isnat(birth_date), np.nan, age)
+ELDERLY_AGE, OLD_OLD_AGE, CHILD_AGE = 60, 80, 16
+MINOR_AGE = 18  # 未成年人; 困境儿童 are minors
 
 
 def ages_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
@@ -32,30 +23,40 @@ def ages_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
 def composition(known: Known) -> dict[str, np.ndarray]:
     """Counts per household of the persons alive on the register at T (born on or before T).
 
-    A household with no member left gets NaN counts and the model treats them as missing.
+    Beside the counts: the head's and the oldest member's age, whether only elderly people live
+    there (``elderly_only``) or one elderly person alone (``lives_alone_elderly``), the minors (under
+    18: 困境儿童 are minors) and those of a household where nobody works (``n_minors_no_earner``;
+    employment is the latest known status). A household with no member left gets NaN counts.
     """
     p, n = known.persons(), known.n
     hh = p["hh"]
-    age = ages_on(p["birth_date"], known.as_of)
+    age = known.ages()
     emp = p["employment"]
     grade = p["disability_grade"]
     members = np.bincount(hh, minlength=n).astype(np.float64)
     has = members > 0
     out = {
         "n_members": members,
-        "n_elderly": count_by(hh, age >= 60, n),
-        "n_children": count_by(hh, age < 16, n),
+        "n_elderly": count_by(hh, age >= ELDERLY_AGE, n),
+        "n_children": count_by(hh, age < CHILD_AGE, n),
         "n_earners": count_by(hh, is_in(emp, *WORKING), n),
         "n_unemployed": count_by(hh, is_in(emp, "unemployed"), n),
         "n_working_age_not_working": count_by(hh, (age >= 16) & (age < 60) & is_in(emp, *NOT_WORKING), n),
         "n_disabled": count_by(hh, grade > 0, n),
         "n_severe_disabled": count_by(hh, is_in(grade, 1, 2), n),
+        "n_elderly_80plus": count_by(hh, age >= OLD_OLD_AGE, n),
+        "n_minors": count_by(hh, age < MINOR_AGE, n),
     }
     for name, counts in out.items():
         out[name] = np.where(has, counts, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["dependency_ratio"] = (out["n_elderly"] + out["n_children"]) / out["n_members"]
     out["elderly_only"] = np.where(has, (out["n_elderly"] == out["n_members"]).astype(np.float64), np.nan)
+    # NaN where the household has no member (NaN counts compare False, and stay NaN through where)
+    out["lives_alone_elderly"] = np.where(has, ((members == 1) & (out["n_elderly"] == 1)).astype(np.float64), np.nan)
+    out["n_minors_no_earner"] = np.where(out["n_earners"] == 0, out["n_minors"], 0.0 * out["n_minors"])
+    oldest = max_by(hh, age, n)
+    out["oldest_age"] = np.where(oldest == -np.inf, np.nan, oldest)
     # the first head listed, where a household (wrongly) lists more than one
     heads = np.flatnonzero(is_in(p["relation"], "head"))
     first_hh, first = np.unique(hh[heads], return_index=True)

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.known import Known, is_in, sum_by
+from features.known import Known, count_by, is_in, sum_by
 
 WINDOW_MONTHS = 12
 RECENT_MONTHS = 3
 TREND_CAP = 1e6
+WORK_SOURCES = ("wage", "business", "agriculture")
 
 
 def income_features(known: Known, n_members: np.ndarray, dibao_line: float) -> dict[str, np.ndarray]:
     """Income features per household.
 
     Amounts are yuan; ``*_per_capita_month`` is yuan per person per month averaged over the 12-month
-    window (months not reported count as missing, not zero).
+    window, or the last 3 months for ``income_3m_*`` (months not reported count as missing, not
+    zero). ``n_working_age_work_income_3m`` counts members 16–59 paid wage, business or agricultural
+    income in the last 3 months, ``n_unemployment_benefit_3m`` members paid unemployment benefit,
+    ``n_wage_stopped_3m`` members paid wages in the 9 months before those 3 and not in them.
     """
     rows = known.income(known.month - WINDOW_MONTHS + 1, ("month_index", "amount", "source"))
     hh, n = rows["hh"], known.n
+    person = rows["person"]
     months_back = known.month - rows["month_index"]  # 0 (the month of T) .. 11
     recent = months_back < RECENT_MONTHS
     amount = rows["amount"]
@@ -43,12 +48,35 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float) -> d
         earlier_mean = np.where(earlier_months > 0, (total - recent_total) / earlier_months, np.nan)
         trend = np.where(earlier_mean > 0, recent_mean / earlier_mean, np.nan)
         wage_share = np.where(total > 0, wage_total / total, np.nan)
+        recent_per_capita_month = recent_mean / n_members
+    # members with a row of the kind in the last 3 months (a row of amount 0 is no income)
+    persons = known.persons()
+    n_persons = len(persons["hh"])
+    age = known.ages()
+    paid_recently = recent & (amount > 0)
+
+    def paid(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(person[mask], minlength=n_persons) > 0
+
+    def members(has: np.ndarray) -> np.ndarray:
+        return count_by(persons["hh"], has, n)
+
+    working_age = (age >= 16) & (age < 60)
+    work_income = members(paid(paid_recently & is_in(rows["source"], *WORK_SOURCES) & working_age[person]))
+    benefit = members(paid(paid_recently & is_in(rows["source"], "unemployment_benefit")))
+    wage = is_in(rows["source"], "wage") & (amount > 0)
+    wage_stopped = members(paid(wage & ~recent) & ~paid(wage & recent))
+    no_members = ~(n_members > 0)  # NaN: the household has no member at T
     return {
         "income_12m_per_capita_month": per_capita_month,
         "income_months_reported_12m": months,
         "income_trend_3m": np.minimum(trend, TREND_CAP),
         "wage_share_12m": wage_share,
         "income_pc_to_dibao": per_capita_month / dibao_line,
+        "income_3m_per_capita_month": recent_per_capita_month,
+        "n_working_age_work_income_3m": np.where(no_members, np.nan, work_income),
+        "n_unemployment_benefit_3m": np.where(no_members, np.nan, benefit),
+        "n_wage_stopped_3m": np.where(no_members, np.nan, wage_stopped),
         # yuan over the window scaled to 12 months, for the burden ratios (not a model feature)
         "_income_12m": per_month * 12.0,
     }

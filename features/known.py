@@ -59,6 +59,16 @@ def codes(values: np.ndarray, keys: np.ndarray, what: str) -> np.ndarray:
     return found if starts is None else np.repeat(found, np.diff(np.append(starts, len(values))))
 
 
+def ages_on(birth_date: np.ndarray, as_of: dt.date) -> np.ndarray:
+    """Whole years of age on ``as_of`` (a birthday on ``as_of`` counts), float64; NaN for NaT."""
+    months = birth_date.astype("datetime64[M]")
+    month_of_year = months.astype(np.int64) % 12 + 1
+    day = (birth_date.astype("datetime64[D]") - months).astype(np.int64) + 1
+    had_birthday = month_of_year * 100 + day <= as_of.month * 100 + as_of.day
+    age = (as_of.year - 1970 - months.astype("datetime64[Y]").astype(np.int64) - ~had_birthday).astype(np.float64)
+    return np.where(np.isnat(birth_date), np.nan, age)
+
+
 def _take(array: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return array if rows is None else array[rows]
 
@@ -109,6 +119,7 @@ class Known:
         self.n = len(ids)
         self._persons: Rows | None = None
         self._person_ids: np.ndarray | None = None
+        self._ages: np.ndarray | None = None
 
     def household(self, column: str) -> np.ndarray:
         """A column of the households table, in code order."""
@@ -128,6 +139,12 @@ class Known:
                 "birth_date", "relation", "sex", "employment", "disability_grade")}}
             self._person_ids = _take(t.array("persons", "person_id"), rows)
         return self._persons
+
+    def ages(self) -> np.ndarray:
+        """Age on T of each of :meth:`persons` (:func:`ages_on`), computed once."""
+        if self._ages is None:
+            self._ages = ages_on(self.persons()["birth_date"], self.as_of)
+        return self._ages
 
     def _rows_of_persons(self, table: str, mask: np.ndarray, columns: tuple[str, ...]) -> Rows:
         """Rows of ``table`` where ``mask`` holds whose person is known; "person" is the person's

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.household import ELDERLY_AGE
 from features.known import Known, count_by, is_in, max_by, months_before, sum_by
 
 SERIOUS_GROUPS = ("cancer", "renal", "cardio_cerebrovascular", "rare_disease")
 SERIOUS_SETTINGS = ("inpatient", "special_outpatient")
+ACUTE_GROUPS = ("cardio_cerebrovascular", "injury")  # stroke, heart attack, fracture: care needs follow
 RATIO_CAP = 50.0  # ratios are capped: beyond 50× income the size of the ratio says nothing more
 COLUMNS = ("service_date", "setting", "diagnosis_group", "total_cost", "out_of_pocket", "inpatient_days")
 
 
 def spending_features(known: Known, n_members: np.ndarray) -> dict[str, np.ndarray]:
     """Windowed spending per household. No claim in 12 months is a known zero: every settled claim
-    reaches the platform."""
+    reaches the platform. ``elderly_acute_stays_12m`` counts hospital stays of members 60 or older
+    (age at T) for a cardio-cerebrovascular event or an injury."""
     c = known.claims(months_before(known.as_of, 12), COLUMNS)
     hh, n = c["hh"], known.n
     oop = c["out_of_pocket"]
@@ -38,6 +41,9 @@ def spending_features(known: Known, n_members: np.ndarray) -> dict[str, np.ndarr
     }
     # per member first (positions among the persons known at T), then the household's largest
     person, person_hh = c["person"], known.persons()["hh"]
+    elderly = known.ages() >= ELDERLY_AGE
+    out["elderly_acute_stays_12m"] = count_by(hh, inpatient & is_in(c["diagnosis_group"], *ACUTE_GROUPS)
+                                              & elderly[person], n)
     n_persons = len(person_hh)
     has_claims = np.bincount(person, minlength=n_persons) > 0
     person_oop = sum_by(person, oop, n_persons)

@@ -1,21 +1,29 @@
 """The feature schema a model was trained on: ordered ASCII ids, dtypes, ranges, Chinese labels and
-the direction policy fixes. It is saved beside every model and checked on both paths, so serving can
-never feed a model columns in another order or of another meaning.
+the direction each feature is constrained to. It is saved beside every model and checked on both
+paths, so serving can never feed a model columns in another order or of another meaning.
+
+A risk's schema (:meth:`FeatureSchema.for_risk`) holds the catalog's features less those the risk
+leaves out, each with the direction policy fixes or, where policy is silent, the risk's own
+(``features.catalog.RISK_DIRECTIONS``); ``direction_source`` says which, so the directions a model
+was trained under are read from its own artifact. Version 1 schemas (before per-risk directions:
+every direction from the catalog, no risk) still load.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.catalog import BY_ID, FEATURE_IDS
+from features.catalog import BY_ID, FEATURE_IDS, risk_directions, risk_feature_ids
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class FeatureSchemaError(ValueError):
@@ -30,26 +38,37 @@ class SchemaEntry:
     dtype: str
     minimum: float | None
     maximum: float | None
-    direction: int
+    direction: int  # the monotone constraint: +1 more never lowers the risk, -1 never raises it, 0 free
+    direction_source: str = "policy"  # "policy" (the catalog's, for every risk) or "risk" (this risk's own)
 
 
 @dataclass(frozen=True)
 class FeatureSchema:
     entries: tuple[SchemaEntry, ...]
+    risk: str | None = None  # None: the catalog's directions only (every version 1 schema)
 
     @classmethod
-    def from_catalog(cls, ids: Sequence[str] = FEATURE_IDS) -> FeatureSchema:
+    def from_catalog(cls, ids: Sequence[str] = FEATURE_IDS, risk: str | None = None) -> FeatureSchema:
+        """The catalog's entries for ``ids``; with ``risk``, that risk's directions where policy is silent."""
+        own = risk_directions(risk) if risk is not None else {}
         out = []
         for fid in ids:
             if not fid.isascii() or not fid.replace("_", "").isalnum():
                 raise FeatureSchemaError(f"feature id {fid!r} must be ASCII letters, digits and _")
             s = BY_ID[fid]
+            from_risk = fid in own
             out.append(SchemaEntry(
                 id=s.id, label_zh=s.label_zh, unit=s.unit, dtype="float64",
                 minimum=None if math.isinf(s.minimum) else s.minimum,
-                maximum=None if math.isinf(s.maximum) else s.maximum, direction=s.direction,
+                maximum=None if math.isinf(s.maximum) else s.maximum,
+                direction=own[fid] if from_risk else s.direction, direction_source="risk" if from_risk else "policy",
             ))
-        return cls(tuple(out))
+        return cls(tuple(out), risk=risk)
+
+    @classmethod
+    def for_risk(cls, risk: str) -> FeatureSchema:
+        """What a model of ``risk`` is trained on: its features, its directions."""
+        return cls.from_catalog(risk_feature_ids(risk), risk=risk)
 
     @property
     def ids(self) -> list[str]:
@@ -63,16 +82,20 @@ class FeatureSchema:
     def monotone_constraints(self) -> list[int]:
         return [e.direction for e in self.entries]
 
+    @property
+    def directions(self) -> dict[str, int]:
+        return {e.id: e.direction for e in self.entries}
+
     def to_json(self) -> str:
-        return json.dumps({"schema_version": SCHEMA_VERSION, "features": [asdict(e) for e in self.entries]},
-                          ensure_ascii=False, indent=2)
+        return json.dumps({"schema_version": SCHEMA_VERSION, "risk": self.risk,
+                           "features": [asdict(e) for e in self.entries]}, ensure_ascii=False, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSchema:
         doc = json.loads(text)
-        if doc.get("schema_version") != SCHEMA_VERSION:
+        if doc.get("schema_version") not in READABLE_VERSIONS:
             raise FeatureSchemaError(f"unsupported feature schema version {doc.get('schema_version')!r}")
-        return cls(tuple(SchemaEntry(**e) for e in doc["features"]))
+        return cls(tuple(SchemaEntry(**e) for e in doc["features"]), risk=doc.get("risk"))
 
     def validate(self, frame: pd.DataFrame) -> np.ndarray:
         """Checks columns, order, dtype and ranges; returns the float64 matrix in schema order.
@@ -89,14 +112,21 @@ class FeatureSchema:
             x = frame.to_numpy(dtype="float64")
         except (TypeError, ValueError) as exc:
             raise FeatureSchemaError(f"features must be numeric: {exc}") from exc
-        if np.isinf(x).any():
-            col = self.ids[int(np.argwhere(np.isinf(x))[0][1])]
-            raise FeatureSchemaError(f"feature {col!r} is infinite")
-        for j, e in enumerate(self.entries):
-            col = x[:, j]
-            finite = col[~np.isnan(col)]
-            if e.minimum is not None and (finite < e.minimum - 1e-9).any():
-                raise FeatureSchemaError(f"feature {e.id!r} below its minimum {e.minimum}")
-            if e.maximum is not None and (finite > e.maximum + 1e-9).any():
-                raise FeatureSchemaError(f"feature {e.id!r} above its maximum {e.maximum}")
+        # per-column extremes in two reductions (NaN is skipped: missing passes); an infinite value
+        # shows up as an infinite extreme
+        lo = np.array([-np.inf if e.minimum is None else e.minimum - 1e-9 for e in self.entries])
+        hi = np.array([np.inf if e.maximum is None else e.maximum + 1e-9 for e in self.entries])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no extremes: fine
+            mn, mx = np.nanmin(x, axis=0, initial=np.inf), np.nanmax(x, axis=0, initial=-np.inf)
+        if len(x) and (np.isinf(mn[mn != np.inf]).any() or np.isinf(mx[mx != -np.inf]).any()
+                       or (mn < lo).any() or (mx > hi).any()):
+            for j, e in enumerate(self.entries):  # only on failure: name the first offending feature
+                col = x[:, j]
+                if np.isinf(col).any():
+                    raise FeatureSchemaError(f"feature {e.id!r} is infinite")
+                if (col < lo[j]).any():
+                    raise FeatureSchemaError(f"feature {e.id!r} below its minimum {e.minimum}")
+                if (col > hi[j]).any():
+                    raise FeatureSchemaError(f"feature {e.id!r} above its maximum {e.maximum}")
         return x

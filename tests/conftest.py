@@ -3,6 +3,7 @@ MLflow store (a real SQLite-backed tracking store and registry), and the app on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -67,6 +68,56 @@ def trained(city_dir, mlflow_uri):
     from training.pipeline import TrainConfig, train
 
     return train(TrainConfig(data_dir=str(city_dir), capacity=0.03, num_boost_round=300, progress=False))
+
+
+@contextlib.contextmanager
+def tracking_uri(uri: str):
+    """MLflow pointed at ``uri`` (the environment too: ``MlflowClient()`` reads it) for the block."""
+    before_env, before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        if before_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before_env
+        mlflow.set_tracking_uri(before)
+
+
+@pytest.fixture(scope="session")
+def risks_mlflow_uri(tmp_path_factory, mlflow_uri) -> str:
+    """A store of its own for the other four risks' models, so that the apps and servers the other
+    tests start (which serve every registered risk) see the same registry whatever the test order."""
+    store = tmp_path_factory.mktemp("mlflow_risks")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    with tracking_uri(uri):
+        mlflow.create_experiment("relief-risk", artifact_location=(store / "artifacts").as_uri())
+    return uri
+
+
+@pytest.fixture(scope="session")
+def trained_risks(city_dir, risks_mlflow_uri):
+    """The other four findings' models, trained on the same city at 2% capacity (one read of the data,
+    one set of snapshots) and registered as champions in ``risks_mlflow_uri``: {risk: TrainResult}."""
+    from training.pipeline import RISKS, TrainConfig, train_all
+
+    with tracking_uri(risks_mlflow_uri):
+        outcome = train_all(TrainConfig(data_dir=str(city_dir), num_boost_round=300, progress=False),
+                            [r for r in RISKS if r != "illness_poverty"])
+    assert not outcome.skipped, outcome.skipped
+    return outcome.results
+
+
+@pytest.fixture(scope="session")
+def risk_champions(champion, trained_risks, risks_mlflow_uri):
+    """All five champions, loaded from their registries: {risk: RiskModel}."""
+    from models.pyfunc import load_risk_model
+
+    with tracking_uri(risks_mlflow_uri):
+        others = {r: load_risk_model(f"models:/{r}@champion")[0] for r in trained_risks}
+    return {"illness_poverty": champion, **others}
 
 
 @pytest.fixture(scope="session")

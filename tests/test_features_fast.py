@@ -1,7 +1,9 @@
 """The numpy feature path reproduces the pandas implementation it replaced.
 
 That implementation is frozen below (``legacy_*``) and lives only here, as the reference: for
-synthetic cities at several as-of dates, ``build_features`` must equal it to 1e-12 relative (NaN
+synthetic cities at several as-of dates, ``build_features`` must equal it on the 43 features it
+computed (``LEGACY_FEATURE_IDS``; features added since have their own tests in
+``test_features_household.py``, ``test_features_income.py`` and ``test_features_spending.py``) to 1e-12 relative (NaN
 where NaN; the sums differ in the last bits because pandas summed with Kahan compensation and
 ``np.bincount`` sums in row order), and ``tables_from_bundle`` / ``make_tables`` must give the same
 frames as before. ``benchmarks/bench_features.py`` times both.
@@ -40,6 +42,19 @@ from tests.factories import (
 
 POLICY = load_policy_book()
 AS_OF_DATES = ("2024-12-31", "2025-06-30", "2026-04-30", "2026-10-31")
+
+# The features the pandas implementation computed, in its catalogue order. Frozen: the oracle knows
+# only these; the catalogue may grow (features.catalog.FEATURE_IDS).
+LEGACY_FEATURE_IDS = (
+    "n_members", "n_elderly", "n_children", "dependency_ratio", "head_age", "n_earners", "n_unemployed",
+    "n_working_age_not_working", "n_disabled", "n_severe_disabled", "elderly_only", "financial_assets_per_capita",
+    "property_count", "vehicle_count", "housing_owned", "income_12m_per_capita_month", "income_months_reported_12m",
+    "income_trend_3m", "wage_share_12m", "income_pc_to_dibao", "oop_3m", "oop_6m", "oop_12m", "oop_12m_per_capita",
+    "oop_12m_max_person", "total_cost_12m", "max_stay_oop_12m", "inpatient_days_12m", "inpatient_stays_12m",
+    "serious_claims_12m", "n_members_serious_dx_12m", "special_outpatient_claims_12m", "oop_12m_to_income",
+    "oop_to_capacity", "income_after_oop_pc_month", "after_oop_to_dibao", "on_dibao", "on_dibao_edge", "on_tekun",
+    "on_expenditure_hardship", "assistance_monthly_amount", "temporary_assistance_12m", "left_assistance_12m",
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,7 +280,7 @@ def legacy_build_features(tables: Tables, as_of: Any, policy: PolicyBook) -> pd.
     burden = _legacy_burden(spend["oop_12m"], inc["_income_12m"], n, params.dibao_line)
     frame = pd.concat([comp, _legacy_assets(households, index, n), inc, spend, burden,
                        _legacy_assistance(assistance, index, t)], axis=1)
-    return frame.loc[:, list(FEATURE_IDS)].astype("float64")
+    return frame.loc[:, list(LEGACY_FEATURE_IDS)].astype("float64")
 
 
 def legacy_household_groups(tables: Tables, as_of: Any) -> pd.DataFrame:
@@ -292,6 +307,11 @@ def legacy_household_groups(tables: Tables, as_of: Any) -> pd.DataFrame:
 
 
 def assert_same_features(new: pd.DataFrame, old: pd.DataFrame) -> None:
+    """``new`` (all the catalogue's features) equals the oracle ``old`` on the oracle's features."""
+    pd.testing.assert_index_equal(new.columns, pd.Index(FEATURE_IDS), exact=True)
+    pd.testing.assert_index_equal(old.columns, pd.Index(LEGACY_FEATURE_IDS), exact=True)
+    assert (new.dtypes == np.float64).all()
+    new = new.loc[:, list(LEGACY_FEATURE_IDS)]
     pd.testing.assert_index_equal(new.index, old.index, exact=True)
     pd.testing.assert_index_equal(new.columns, old.columns, exact=True)
     assert (new.dtypes == np.float64).all()

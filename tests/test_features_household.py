@@ -62,3 +62,68 @@ def test_assets_and_housing():
                            property_count=2, vehicle_count=1, housing="rented"), POLICY)
     assert f[["financial_assets_per_capita", "property_count", "vehicle_count", "housing_owned"]].tolist() == [
         2500.0, 2.0, 1.0, 0.0]
+
+
+# ---- features added for the other risks (elderly care, children without an earner) ----------------
+
+def test_new_composition_features_known_answer():
+    f = features_of(bundle(members=FAMILY, income=[], claims=[], financial_assets=8000.0), POLICY)
+    assert f["oldest_age"] == 86.0                  # P7, older than the head
+    assert f["n_elderly_80plus"] == 1.0             # P7
+    assert f["lives_alone_elderly"] == 0.0
+    assert f["n_minors"] == 3.0                     # P3 (16), P4, P8
+    assert f["n_minors_no_earner"] == 0.0           # P6 and P7 work
+
+
+@pytest.mark.parametrize(("birth_date", "n_80"), [
+    ("1946-06-30", 1.0),   # 80 on T
+    ("1946-07-01", 0.0),   # 79 on T
+])
+def test_80_plus_counts_a_birthday_on_t(birth_date, n_80):
+    f = features_of(bundle(members=[member(birth_date=birth_date)]), POLICY)
+    assert f["n_elderly_80plus"] == n_80
+    assert f["oldest_age"] == f["head_age"] == 80.0 - (1 - n_80)
+
+
+@pytest.mark.parametrize(("births", "alone"), [
+    (("1950-01-01",), 1.0),                  # one person, 76
+    (("1966-06-30",), 1.0),                  # one person, 60 on T
+    (("1966-07-01",), 0.0),                  # one person, 59: not elderly
+    (("1950-01-01", "1952-01-01"), 0.0),     # an elderly couple is elderly-only, not alone
+])
+def test_lives_alone_elderly(births, alone):
+    members = [member(f"P{i + 1}", "head" if i == 0 else "spouse", b) for i, b in enumerate(births)]
+    f = features_of(bundle(members=members), POLICY)
+    assert f["lives_alone_elderly"] == alone
+    if len(births) == 2:
+        assert f["elderly_only"] == 1.0
+
+
+def test_a_member_born_after_t_does_not_break_living_alone():
+    members = [member("P1", "head", "1950-01-01"), member("P2", "grandchild", "2026-07-01", employment="other")]
+    assert features_of(bundle(members=members), POLICY)["lives_alone_elderly"] == 1.0
+
+
+@pytest.mark.parametrize(("parents", "expected"), [
+    (("employed", "unemployed"), 0.0),       # one earner: the minors have an earner
+    (("unemployed", "other"), 3.0),          # nobody works: all three minors count
+    (("unable_to_work", "farmer"), 0.0),     # farming counts as work
+    (("retired", "student"), 3.0),
+])
+def test_minors_without_an_earner(parents, expected):
+    members = [member("P1", "head", "1988-01-01", employment=parents[0]),
+               member("P2", "spouse", "1990-01-01", employment=parents[1]),
+               member("P3", "child", "2015-01-01", employment="student"),
+               member("P4", "child", "2019-01-01", employment="other"),
+               member("P5", "child", "2008-07-01", employment="student"),    # 17 on T: a minor, not a child
+               member("P6", "child", "2008-06-30", employment="student")]    # 18 on T: an adult
+    f = features_of(bundle(members=members), POLICY)
+    assert f["n_children"] == 2.0
+    assert f["n_minors"] == 3.0
+    assert f["n_minors_no_earner"] == expected
+
+
+def test_no_minors_means_none_without_an_earner():
+    f = features_of(bundle(members=[member(employment="unemployed", birth_date="1990-01-01")]), POLICY)
+    assert f["n_earners"] == 0.0
+    assert f["n_minors"] == f["n_minors_no_earner"] == 0.0

@@ -83,3 +83,89 @@ def test_income_to_dibao_uses_the_line_in_force_at_t(as_of, line):
     f = _income([income_row(as_of[:7], 2100.0)], as_of=as_of)
     assert f["income_12m_per_capita_month"] == 2100.0
     assert f["income_pc_to_dibao"] == 2100.0 / line
+
+
+# ---- features added for the other risks: recent income, who earns, unemployment benefit -----------
+
+ADULTS = [member("P1", "head", "1980-01-01", employment="employed"),
+          member("P2", "spouse", "1982-01-01", employment="employed"),
+          member("P3", "parent", "1950-01-01", employment="farmer")]
+
+
+def test_recent_per_capita_income_is_the_last_three_reported_months():
+    months = months_back(T, 12)
+    f = _income(monthly_income(months[:9], 3000.0) + monthly_income(months[9:], 1500.0),
+                members=[member(), member("P2", "spouse")])
+    assert f["income_3m_per_capita_month"] == 750.0
+    # a recent month not reported is left out of the mean, as in the 12-month figure
+    f = _income(monthly_income(months[:9], 3000.0) + monthly_income(months[10:], 1500.0))
+    assert f["income_3m_per_capita_month"] == 1500.0
+
+
+def test_no_recent_income_gives_nan_recent_income_not_zero():
+    months = months_back(T, 12)
+    f = _income(monthly_income(months[:9], 3000.0))
+    assert math.isnan(f["income_3m_per_capita_month"])
+    assert f["n_working_age_work_income_3m"] == 0.0
+    assert f["n_wage_stopped_3m"] == 1.0
+
+
+def test_working_age_members_with_work_income_in_the_last_three_months():
+    months = months_back(T, 12)
+    rows = (monthly_income(months, 5000.0, "P1", "wage")
+            + monthly_income(months[:8], 4000.0, "P2", "wage")            # stopped 4 months ago
+            + monthly_income(months[10:], 2100.0, "P2", "unemployment_benefit")
+            + monthly_income(months, 1600.0, "P3", "agriculture"))        # 76: not working age
+    f = _income(rows, members=ADULTS)
+    assert f["n_working_age_work_income_3m"] == 1.0
+    assert f["n_unemployment_benefit_3m"] == 1.0
+    assert f["n_wage_stopped_3m"] == 1.0   # P2
+
+
+@pytest.mark.parametrize(("source", "counted"), [
+    ("wage", True), ("business", True), ("agriculture", True),
+    ("pension", False), ("transfer", False), ("unemployment_benefit", False), ("other", False),
+])
+def test_work_income_sources(source, counted):
+    f = _income([income_row("2026-05", 1000.0, "P1", source)], members=ADULTS)
+    assert f["n_working_age_work_income_3m"] == (1.0 if counted else 0.0)
+    f = _income([income_row("2026-02", 1000.0, "P1", source)], members=ADULTS)   # 4 months back, none since
+    assert f["n_working_age_work_income_3m"] == 0.0
+    assert f["n_wage_stopped_3m"] == (1.0 if source == "wage" else 0.0)
+
+
+@pytest.mark.parametrize(("month", "recent"), [
+    ("2026-06", True), ("2026-04", True),    # the month of T and two before
+    ("2026-03", False),                      # the fourth month back
+    ("2026-07", False),                      # after T: not known
+])
+def test_recent_window_is_the_month_of_t_and_two_before(month, recent):
+    f = _income([income_row(month, 1000.0, "P1", "wage"), income_row(month, 2100.0, "P2", "unemployment_benefit")],
+                members=ADULTS)
+    assert f["n_working_age_work_income_3m"] == (1.0 if recent else 0.0)
+    assert f["n_unemployment_benefit_3m"] == (1.0 if recent else 0.0)
+
+
+def test_a_row_of_zero_is_no_income_for_the_counts():
+    f = _income([income_row("2026-06", 0.0, "P1", "wage")], members=ADULTS)
+    assert f["n_working_age_work_income_3m"] == 0.0
+    assert f["income_months_reported_12m"] == 1.0   # the month was reported all the same
+    f = _income([income_row("2026-01", 4000.0, "P1", "wage"), income_row("2026-06", 0.0, "P1", "wage")],
+                members=ADULTS)
+    assert f["n_wage_stopped_3m"] == 1.0            # a wage of 0 is not a wage paid
+
+
+@pytest.mark.parametrize(("months_paid", "stopped"), [
+    (range(0, 12), 0.0),    # paid every month
+    (range(0, 9), 1.0),     # paid in the 9 months before the last 3, not in them
+    (range(0, 4), 1.0),     # stopped 8 months ago: still within the year
+    (range(9, 12), 0.0),    # paid only recently (a new job): nothing stopped
+    (range(0, 0), 0.0),     # never paid in the year: no job lost within it
+    ((0, 10), 0.0),         # a gap, then paid again in the last 3 months
+])
+def test_wage_stopped_in_the_last_three_months(months_paid, stopped):
+    months = months_back(T, 12)
+    rows = [income_row(months[i], 4000.0, "P1", "wage") for i in months_paid]
+    rows += monthly_income(months, 1200.0, "P3", "pension")
+    f = _income(rows, members=ADULTS)
+    assert f["n_wage_stopped_3m"] == stopped

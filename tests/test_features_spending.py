@@ -170,3 +170,32 @@ def test_capacity_uses_the_dibao_line_in_force_at_t():
     f = _burden(5400.0, as_of="2024-06-30")
     assert f["oop_to_capacity"] == 0.5
     assert f["after_oop_to_dibao"] == ((36000 - 5400) / 2 / 12) / 1050
+
+
+# ---- elderly acute stays (stroke, heart attack, injury) ------------------------------------------------
+
+def _stay(claim_id: str, person_id: str, diagnosis_group: str, setting: str = "inpatient",
+          service_date: str = "2026-02-01") -> dict:
+    return claim(claim_id, service_date, 3000.0, person_id=person_id, setting=setting,
+                 diagnosis_group=diagnosis_group, fund_paid=9000.0, inpatient_days=8 if setting == "inpatient" else 0)
+
+
+def test_elderly_acute_stays_count_stays_of_members_60_or_older_for_stroke_or_injury():
+    members = [member("P1", "head", "1950-01-01"), member("P2", "spouse", "1966-07-01"),   # 76 and 59
+               member("P3", "parent", "1930-01-01")]
+    claims = [_stay("C1", "P1", "cardio_cerebrovascular"), _stay("C2", "P1", "injury", service_date="2026-05-01"),
+              _stay("C3", "P2", "injury"),                                                 # 59: not counted
+              _stay("C4", "P3", "cancer"),                                                 # not acute
+              _stay("C5", "P3", "cardio_cerebrovascular", setting="special_outpatient"),   # not a stay
+              _stay("C6", "P3", "injury", service_date="2025-06-30")]                      # 12 months before T
+    f = features_of(bundle(members=members, claims=claims), POLICY)
+    assert f["elderly_acute_stays_12m"] == 2.0
+    assert f["inpatient_stays_12m"] == 4.0
+
+
+def test_elderly_is_the_age_at_t():
+    claims = [_stay("C1", "P1", "injury", service_date="2026-01-10")]
+    turns_60_after_the_stay = [member("P1", "head", "1966-06-30")]   # 59 on the day of the stay, 60 on T
+    assert features_of(bundle(members=turns_60_after_the_stay, claims=claims), POLICY)["elderly_acute_stays_12m"] == 1.0
+    still_59 = [member("P1", "head", "1966-07-01")]
+    assert features_of(bundle(members=still_59, claims=claims), POLICY)["elderly_acute_stays_12m"] == 0.0

@@ -94,6 +94,27 @@ def snapshot(tables: Tables, as_of: pd.Timestamp, policy: PolicyBook, risk: str,
     return out
 
 
+def relabel(snaps: pd.DataFrame, verifications: pd.DataFrame, risk: str,
+            truth: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``snaps`` (from :func:`build_snapshots`) with ``label`` and ``truth`` for ``risk`` instead: the
+    features, groups and ``visited`` do not depend on the risk, so they are not built again."""
+    out = snaps.copy()
+    as_of = out["as_of"].to_numpy()
+    label = np.zeros(len(out), dtype="int8")
+    true = np.zeros(len(out), dtype="int8")
+    for t in pd.unique(as_of):
+        rows = np.flatnonzero(as_of == t)
+        index = pd.Index(out.index[rows])
+        label[rows] = labels(verifications, index, pd.Timestamp(t), risk)["label"].to_numpy()
+        tl = truth_labels(truth, index, pd.Timestamp(t), risk)
+        if tl is not None:
+            true[rows] = tl
+    out["label"] = label
+    if truth is not None:
+        out["truth"] = true
+    return out
+
+
 def build_snapshots(tables: Tables, dates: list[pd.Timestamp], policy: PolicyBook, risk: str,
                     truth: pd.DataFrame | None = None, progress: bool = True) -> pd.DataFrame:
     frames = [snapshot(tables, t, policy, risk, truth)

@@ -1,6 +1,10 @@
 """The training stage: snapshots → fit → evaluate against the rules and across groups → log,
 register in MLflow and let the promotion gate decide whether the new version serves.
 
+``train`` does one risk; ``train_all`` does several (by default every finding of the contract) on
+one read of the data and one set of feature snapshots, relabelled per risk, each risk in its own
+run and registered model.
+
 The MLflow tracking URI is whatever the environment says (``MLFLOW_TRACKING_URI``); without it,
 MLflow's default (``sqlite:///mlflow.db`` in the working folder).
 """
@@ -11,7 +15,8 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +25,16 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.catalog import FEATURE_IDS
+from features.contract import FINDINGS
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
+from features.policy import PolicyBook
+from features.tables import Tables
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
-from training.dataset import LABEL_DAYS, build_snapshots, data_span, plan_split
+from training.dataset import LABEL_DAYS, Split, build_snapshots, data_span, plan_split, relabel
 from training.fairness import Fairness, model_fairness, plot_tpr
+from serving.feedback import feedback_verifications
+from training.feedback import with_feedback
 from training.fit import fit_risk_model
 from training.promote import CHAMPION, Bounds, Decision, Evidence, arrival_alias, decide
 from training.registry import log_and_register, log_evidence
@@ -34,6 +43,11 @@ from training.report import RULE_LABELS, evaluate_period
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "relief-risk"
+RISKS: tuple[str, ...] = tuple(f for f in FINDINGS if f != "not_in_need")
+
+
+class TooFewFindings(ValueError):
+    """The data holds too few findings of a risk to train and validate a model of it."""
 
 
 @dataclass
@@ -56,6 +70,7 @@ class TrainConfig:
     lgbm: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     gate: Bounds = field(default_factory=Bounds)
+    feedback_url: str | None = None  # the service's store: caseworkers' feedback joins the labels
 
 
 @dataclass
@@ -82,12 +97,43 @@ def data_fingerprint(data_dir: str) -> dict[str, Any]:
     return {"files": {p.name: p.stat().st_size for p in files}, "sha256": h.hexdigest()}
 
 
-def train(config: TrainConfig) -> TrainResult:
+@dataclass
+class Prepared:
+    """The data read and the feature snapshots built once, labelled for ``risk``."""
+
+    data_dir: str
+    policy_path: str | None
+    policy: PolicyBook
+    tables: Tables
+    truth: pd.DataFrame | None
+    first: pd.Timestamp
+    last: pd.Timestamp
+    split: Split
+    snaps: pd.DataFrame
+    risk: str
+    timings: dict[str, float]
+    feedback: dict[str, int] = field(default_factory=dict)
+
+    def for_risk(self, risk: str) -> Prepared:
+        if risk == self.risk:
+            return self
+        return replace(self, snaps=relabel(self.snaps, self.tables.verifications, risk, self.truth), risk=risk)
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Reads ``config.data_dir`` and builds the snapshots of the split, labelled for ``config.risk``."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     policy = load_policy_book(config.policy_path)
     tables = read_tables(config.data_dir, policy=policy)
     truth = read_frame(config.data_dir, "truth")
+    feedback: dict[str, int] = {}
+    if config.feedback_url:
+        merged = with_feedback(tables, feedback_verifications(config.feedback_url))
+        tables = merged.tables
+        feedback = {"feedback_rows": merged.feedback_rows, "feedback_added": merged.added,
+                    "feedback_unknown_households": merged.unknown_households}
+        log.info("feedback: %s", feedback)
     timings["read_s"] = time.perf_counter() - t0
 
     first, last = data_span(tables)
@@ -96,14 +142,32 @@ def train(config: TrainConfig) -> TrainResult:
     snaps = build_snapshots(tables, [*split.train, split.validation, split.test], policy, config.risk, truth,
                             progress=config.progress)
     timings["features_s"] = time.perf_counter() - t0
+    return Prepared(data_dir=config.data_dir, policy_path=config.policy_path, policy=policy, tables=tables,
+                    truth=truth, first=first, last=last, split=split, snaps=snaps, risk=config.risk, timings=timings,
+                    feedback=feedback)
+
+
+def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
+    """Trains, evaluates, logs and registers the model of ``config.risk``; ``prepared`` (from
+    :func:`prepare` on the same data folder and policy) saves reading and building the snapshots again."""
+    if prepared is None:
+        prepared = prepare(config)
+    elif (Path(prepared.data_dir).resolve(), prepared.policy_path) != (Path(config.data_dir).resolve(),
+                                                                         config.policy_path):
+        raise ValueError(f"prepared from {prepared.data_dir} (policy {prepared.policy_path}), asked to train on "
+                         f"{config.data_dir} (policy {config.policy_path})")
+    t0 = time.perf_counter()
+    prepared = prepared.for_risk(config.risk)
+    timings = {**prepared.timings, "relabel_s": time.perf_counter() - t0}
+    policy, split, snaps, first, last = prepared.policy, prepared.split, prepared.snaps, prepared.first, prepared.last
     train_df = snaps.loc[snaps["as_of"].isin(split.train)]
     val_df = snaps.loc[snaps["as_of"] == split.validation]
     test_df = snaps.loc[snaps["as_of"] == split.test]
     if train_df["label"].sum() < 10 or val_df["label"].sum() < 5:
-        raise ValueError(f"too few {config.risk} findings to train: {int(train_df['label'].sum())} in training, "
-                         f"{int(val_df['label'].sum())} in validation; generate a larger city")
+        raise TooFewFindings(f"too few {config.risk} findings to train: {int(train_df['label'].sum())} in training, "
+                             f"{int(val_df['label'].sum())} in validation; generate a larger city")
 
-    schema = FeatureSchema.from_catalog(FEATURE_IDS)
+    schema = FeatureSchema.for_risk(config.risk)
     t0 = time.perf_counter()
     model, facts = fit_risk_model(config.risk, schema, train_df, val_df, capacity=config.capacity, seed=config.seed,
                                   num_boost_round=config.num_boost_round,
@@ -129,6 +193,7 @@ def train(config: TrainConfig) -> TrainResult:
             "risk": config.risk, "capacity": config.capacity, "seed": config.seed, "label_days": LABEL_DAYS,
             "train_as_of": ",".join(dates["train"]), "validation_as_of": dates["validation"],
             "test_as_of": dates["test"], "policy_version_test": policy.at(split.test.date()).version,
+            **prepared.feedback,
             **{f"lgbm_{k}": v for k, v in facts["params"].items() if k != "monotone_constraints"},
         })
         for i, (auc, loss) in enumerate(zip(facts["validation_curve"]["auc"],
@@ -167,6 +232,30 @@ def train(config: TrainConfig) -> TrainResult:
     log.info("trained %s: run %s, version %s", config.risk, run.info.run_id, version)
     return TrainResult(run_id=run.info.run_id, model_name=config.risk, version=version, metrics=report.metrics,
                        comparison=report.comparison, timings=timings, fairness=fairness, decision=decision)
+
+
+@dataclass
+class TrainAllResult:
+    results: dict[str, TrainResult]
+    skipped: dict[str, str]  # risk -> why it could not be trained (too few findings)
+
+
+def train_all(config: TrainConfig, risks: Sequence[str] = RISKS) -> TrainAllResult:
+    """:func:`train` for each of ``risks`` (``config`` with its risk replaced), on one read of the data
+    and one set of snapshots. A risk with too few findings is skipped and said so; any other error stops."""
+    unknown = [r for r in risks if r not in RISKS]
+    if unknown or not risks or len(set(risks)) != len(risks):
+        raise ValueError(f"risks must be distinct, among {', '.join(RISKS)}; got {list(risks)}")
+    prepared = prepare(replace(config, risk=risks[0]))
+    results: dict[str, TrainResult] = {}
+    skipped: dict[str, str] = {}
+    for risk in risks:
+        try:
+            results[risk] = train(replace(config, risk=risk), prepared)
+        except TooFewFindings as exc:
+            log.warning("%s", exc)
+            skipped[risk] = str(exc)
+    return TrainAllResult(results=results, skipped=skipped)
 
 
 def _log_fairness(fairness: Fairness, title: str) -> None:
