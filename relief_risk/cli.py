@@ -2,6 +2,7 @@
 
     relief-risk generate --households 5000 --out data/city
     relief-risk train --data data/city
+    relief-risk train --data data/city --risk all   # every finding, one read of the data
     relief-risk promote --risk illness_poverty --version 3 --data data/city   # gate, then move champion
     relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
     relief-risk serve --port 8000
@@ -38,15 +39,32 @@ def _generate(a: argparse.Namespace) -> int:
 
 
 def _train(a: argparse.Namespace) -> int:
-    from training.pipeline import TrainConfig, describe, train
+    from training.pipeline import RISKS, TrainConfig, describe, train, train_all
     from training.promote import load_bounds
 
-    result = train(TrainConfig(data_dir=a.data, risk=a.risk, capacity=a.capacity, seed=a.seed,
-                               alias=None if a.no_register else a.alias, policy_path=a.policy,
-                               gate=load_bounds(a.gate)))
-    print(describe(result))
-    print(result.comparison.to_string())
-    return 0
+    risks = list(RISKS) if a.risk.strip() == "all" else [r.strip() for r in a.risk.split(",") if r.strip()]
+    if not risks or any(r not in RISKS for r in risks) or len(set(risks)) != len(risks):
+        print(f"--risk: expected 'all' or distinct risks among {', '.join(RISKS)} (comma-separated), got {a.risk!r}",
+              file=sys.stderr)
+        return 2
+    config = TrainConfig(data_dir=a.data, risk=risks[0], capacity=a.capacity, seed=a.seed,
+                         alias=None if a.no_register else a.alias, policy_path=a.policy, gate=load_bounds(a.gate),
+                         feedback_url=a.feedback_url)
+    if len(risks) == 1:
+        result = train(config)
+        print(describe(result))
+        print(result.comparison.to_string())
+        return 0
+    outcome = train_all(config, risks)
+    for risk, result in outcome.results.items():
+        print(f"== {risk}")
+        print(describe(result))
+        print(result.comparison.to_string())
+    summary = [{"risk": r, "version": res.version, "model_recall": res.comparison.loc["model", "recall"],
+                "best_rule_recall": res.comparison.drop(index="model")["recall"].max(),
+                "model_roc_auc": res.comparison.loc["model", "roc_auc"]} for r, res in outcome.results.items()]
+    print(json.dumps({"trained": summary, "skipped": outcome.skipped}, indent=2, default=float))
+    return 1 if outcome.skipped else 0
 
 
 def _promote(a: argparse.Namespace) -> int:
@@ -159,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
+    from relief_risk.nightly import add_batch_parser, add_worklist_parser
+
+    add_batch_parser(sub)     # the whole city: scores, explanations of the flagged, Parquet
+    add_worklist_parser(sub)  # per town: a ranked list sized to capacity, CSV and Excel
 
     g = sub.add_parser("generate", help="write a synthetic city's raw tables")
     g.add_argument("--households", type=int, default=5000)
@@ -171,13 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="fit, evaluate against the rules, log and register in MLflow")
     t.add_argument("--data", default="data/city")
-    t.add_argument("--risk", default="illness_poverty")
+    t.add_argument("--risk", default="illness_poverty",
+                   help="a risk, several separated by commas, or 'all' (every finding of the contract); several "
+                        "share one read of the data and one set of snapshots, each gets its own run and model; "
+                        "exit 1 if one had too few findings to train")
     t.add_argument("--capacity", type=float, default=0.02,
                    help="share of households caseworkers can visit per 180 days")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--alias", default="champion")
     t.add_argument("--no-register", action="store_true")
     t.add_argument("--policy", default=None, help="policy parameter file (default: the packaged one)")
+    t.add_argument("--feedback-url", default=None,
+                   help="the service's store (RELIEF_RISK_AUDIT_URL): caseworkers' feedback joins the labels")
     t.add_argument("--gate", default=None, help="promotion gate bounds, e.g. experiments/gate.toml "
                                                 "(default: the built-in defaults, the same values)")
     t.set_defaults(func=_train)

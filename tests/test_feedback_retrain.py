@@ -57,3 +57,27 @@ def test_no_feedback_leaves_the_tables_alone(city_tables, feedback_url):
     url, _ = feedback_url
     merged = with_feedback(city_tables, feedback_verifications(url))
     assert merged.tables is city_tables and merged.added == 0
+
+
+@pytest.mark.slow
+def test_a_retrain_picks_the_feedback_up(city_dir, mlflow_uri, city_tables, policy, feedback_url):
+    """The training stage, pointed at the service's store, trains on the feedback and says so in the run."""
+    import mlflow
+
+    from training.pipeline import TrainConfig, prepare, train
+
+    url, fb = feedback_url
+    t = plan_split(*data_span(city_tables)).train[0]
+    visited = set(city_tables.verifications["household_id"])
+    unseen = [h for h in city_tables.households["household_id"] if h not in visited][:5]
+    for i, h in enumerate(unseen):
+        fb.add(_prompt(h, str(t.date()), f"rq{i}"), (t + pd.Timedelta(days=20)).date(), ["illness_poverty"])
+    config = TrainConfig(data_dir=str(city_dir), capacity=0.03, num_boost_round=30, alias=None, progress=False,
+                         feedback_url=url)
+    prepared = prepare(config)
+    assert prepared.feedback == {"feedback_rows": 5, "feedback_added": 5, "feedback_unknown_households": 0}
+    first = prepared.snaps.loc[prepared.snaps["as_of"] == t]
+    assert first.loc[unseen, "label"].tolist() == [1] * 5
+    result = train(config, prepared)
+    params = mlflow.get_run(result.run_id).data.params
+    assert params["feedback_added"] == "5" and params["feedback_rows"] == "5"
