@@ -8,7 +8,7 @@ HOUSEHOLDS ?= 20000
 DATA   ?= data/city
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install generate train serve lint fonts browser clean
+.PHONY: demo test install generate train serve lint fonts browser clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ demo: $(STAMP) fonts
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Side-by-side measurements on this machine (~10 minutes on 2 cores): benchmarks/results/latest.json
+# and the README's benchmark table. BENCH_HOUSEHOLDS=50000 make bench for a quicker, smaller city.
+BENCH_HOUSEHOLDS ?= 500000
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --households $(BENCH_HOUSEHOLDS)
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

@@ -25,6 +25,7 @@ from models.schema import FeatureSchema
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model_meta.json"
 BANDS = ("high", "medium", "low")
+_BAND_NAMES = np.array(BANDS, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class Thresholds:
     capacity: float
 
     def band(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.flag, "high", np.where(p >= self.medium, "medium", "low"))
+        """``high`` / ``medium`` / ``low`` per probability, as Python strings (an object array: taking
+        from it copies pointers, where ``np.where`` on strings would build fixed-width strings)."""
+        return _BAND_NAMES[np.where(p >= self.flag, 0, np.where(p >= self.medium, 1, 2))]
 
 
 @dataclass

@@ -23,8 +23,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from features.catalog import FEATURE_IDS
 from serving.app import CONTRACT_EXAMPLE
 from serving.ui import card
+from serving.ui.charts import TOP_STEPS
 from serving.ui.session import COOKIE, issue, session_roles
 from tests.conftest import KEYS, ROOT, auth
 
@@ -156,7 +158,7 @@ def test_case_page_shows_scores_reasons_waterfall_inputs_and_history(client, aud
     for reason in s["reasons"]:
         assert html.escape(reason["display"]) in page, reason["display"]
     assert "提高风险" in page or "降低风险" in page
-    assert re.search(r'<svg class="chart waterfall"', page) and "其他 33 项" in page
+    assert re.search(r'<svg class="chart waterfall"', page) and f"其他 {len(FEATURE_IDS) - TOP_STEPS} 项" in page
     assert ("建议走访" if s["flagged"] else "未标记") in page
     assert "illness_poverty v1" in page and "record_hash" in page
     # the household's inputs: members, income summary, claims, assistance
