@@ -40,7 +40,7 @@ generate: $(STAMP)
 	$(BIN)/relief-risk generate --households $(HOUSEHOLDS) --out $(DATA)
 
 train: $(STAMP)
-	$(BIN)/relief-risk train --data $(DATA)
+	$(BIN)/relief-risk train --data $(DATA) --risk all
 
 serve: $(STAMP)
 	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
@@ -48,8 +48,8 @@ serve: $(STAMP)
 demo: $(STAMP) fonts
 	@echo "== 1/3 generate a synthetic city ($(HOUSEHOLDS) households, 36 months)"
 	@time -p $(BIN)/relief-risk generate --households $(HOUSEHOLDS) --out $(DATA)
-	@echo "== 2/3 train, evaluate against today's rules, register illness_poverty@champion"
-	@time -p $(BIN)/relief-risk train --data $(DATA)
+	@echo "== 2/3 train the five risks, evaluate each against today's rules, register them @champion"
+	@time -p $(BIN)/relief-risk train --data $(DATA) --risk all
 	@echo "== 3/3 serve on http://127.0.0.1:$(PORT)"
 	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
 
