@@ -358,6 +358,9 @@ def stage_api(work: Path, requests: int, households: int = 300) -> dict[str, Any
         try:
             _wait(url, proc, log, probe)
             figures = _figures(target, bodies, headers, requests)
+            if figures["non_200"]:  # a refused request is fast: its timing would flatter the server
+                raise RuntimeError(f"{name}: {figures['non_200']} requests were not answered 200 "
+                                   f"(see {log}); its figures would not measure scoring")
             figures["peak_mb"] = tree_peak_mb(proc.pid)
             results[name] = {"workers": workers, "risks": risks or ["illness_poverty"],
                              "answers": "features + score + exact explanation + lists + audit write" if kind == "ours"

@@ -288,7 +288,11 @@ def create_app(settings: Settings) -> FastAPI:
     def models(request: Request, role: Annotated[str, Depends(require("platform", "auditor", "admin"))]
                ) -> dict[str, Any]:
         s = scorer(request)
-        confirmation = request.app.state.feedback.confirmation()
+        try:
+            confirmation = request.app.state.feedback.confirmation()
+        except SQLAlchemyError as exc:  # the store down: the models are still served and listed
+            log.warning("feedback unreadable: %s", type(exc).__name__)
+            confirmation = {}
         return {"models": [ModelInfo(name=m.name, version=m.version, aliases=m.aliases, run_id=m.run_id,
                                      loaded_from=m.uri, feedback=confirmation.get(m.name)) for m in s.models],
                 "missing": request.app.state.missing}
@@ -301,7 +305,10 @@ def create_app(settings: Settings) -> FastAPI:
               summary="Record what a home visit found, tied to the score request that prompted it")
     def feedback(request: Request, role: Annotated[str, Depends(require("platform"))], body: FeedbackRequest
                  ) -> Any:
-        prompt = request.app.state.audit.get(body.request_id)
+        try:
+            prompt = request.app.state.audit.get(body.request_id)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"feedback not stored: {type(exc).__name__}") from exc
         if prompt is None:
             raise HTTPException(422, [{"loc": ["body", "request_id"], "msg": "no score request with this request_id",
                                        "type": "value_error.unknown_request"}])

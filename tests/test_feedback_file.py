@@ -166,3 +166,22 @@ def test_household_file_includes_nightly_batches(client, settings):
                                           ("/v1/households/%2E%2E", 422), ("/v1/households/" + "H" * 65, 422)])
 def test_household_file_unknown_or_bad_id(client, path, status):
     assert client.get(path, headers=auth("auditor")).status_code == status
+
+
+def test_store_down_is_503_and_models_still_listed(client, monkeypatch):
+    """With the store unreachable, feedback and the file answer 503 naming the store; /v1/models
+    still lists the served models (without feedback rates)."""
+    from sqlalchemy.exc import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(client.app.state.audit, "get", down)
+    monkeypatch.setattr(client.app.state.audit, "query", down)
+    monkeypatch.setattr(client.app.state.feedback, "confirmation", down)
+    r = feedback(client, request_id="abc", household_id="H1", visited_on="2026-07-08", findings=["not_in_need"])
+    assert r.status_code == 503 and "store unavailable" in r.json()["detail"]
+    r = client.get("/v1/households/H1", headers=auth("auditor"))
+    assert r.status_code == 503 and "store unavailable" in r.json()["detail"]
+    models = client.get("/v1/models", headers=auth("auditor")).json()["models"]
+    assert models and all(m["feedback"] is None for m in models)
