@@ -81,3 +81,16 @@ def test_a_retrain_picks_the_feedback_up(city_dir, mlflow_uri, city_tables, poli
     result = train(config, prepared)
     params = mlflow.get_run(result.run_id).data.params
     assert params["feedback_added"] == "5" and params["feedback_rows"] == "5"
+
+
+def test_prepared_data_must_match_the_feedback_asked_for(city_dir, feedback_url):
+    """Snapshots prepared without feedback are not silently reused for a run that asked for it."""
+    from dataclasses import replace
+
+    from training.pipeline import TrainConfig, prepare, train
+
+    url, _ = feedback_url
+    config = TrainConfig(data_dir=str(city_dir), num_boost_round=5, alias=None, progress=False)
+    prepared = prepare(config)
+    with pytest.raises(ValueError, match="feedback"):
+        train(replace(config, feedback_url=url), prepared)

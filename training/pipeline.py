@@ -113,6 +113,7 @@ class Prepared:
     risk: str
     timings: dict[str, float]
     feedback: dict[str, int] = field(default_factory=dict)
+    feedback_url: str | None = None
 
     def for_risk(self, risk: str) -> Prepared:
         if risk == self.risk:
@@ -144,7 +145,7 @@ def prepare(config: TrainConfig) -> Prepared:
     timings["features_s"] = time.perf_counter() - t0
     return Prepared(data_dir=config.data_dir, policy_path=config.policy_path, policy=policy, tables=tables,
                     truth=truth, first=first, last=last, split=split, snaps=snaps, risk=config.risk, timings=timings,
-                    feedback=feedback)
+                    feedback=feedback, feedback_url=config.feedback_url)
 
 
 def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
@@ -152,10 +153,11 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
     :func:`prepare` on the same data folder and policy) saves reading and building the snapshots again."""
     if prepared is None:
         prepared = prepare(config)
-    elif (Path(prepared.data_dir).resolve(), prepared.policy_path) != (Path(config.data_dir).resolve(),
-                                                                         config.policy_path):
-        raise ValueError(f"prepared from {prepared.data_dir} (policy {prepared.policy_path}), asked to train on "
-                         f"{config.data_dir} (policy {config.policy_path})")
+    elif ((Path(prepared.data_dir).resolve(), prepared.policy_path, prepared.feedback_url)
+          != (Path(config.data_dir).resolve(), config.policy_path, config.feedback_url)):
+        raise ValueError(f"prepared from {prepared.data_dir} (policy {prepared.policy_path}, feedback "
+                         f"{prepared.feedback_url}), asked to train on {config.data_dir} (policy "
+                         f"{config.policy_path}, feedback {config.feedback_url})")
     t0 = time.perf_counter()
     prepared = prepared.for_risk(config.risk)
     timings = {**prepared.timings, "relabel_s": time.perf_counter() - t0}
