@@ -305,7 +305,6 @@ def _figures(url: str, bodies: list[bytes], headers: dict[str, str], requests: i
 def stage_api(work: Path, requests: int, households: int = 300) -> dict[str, Any]:
     import httpx
     import mlflow
-    import pandas as pd
 
     from features.build import build_features
     from features.io import load_policy_book, read_tables

@@ -358,9 +358,9 @@ def child_batch(data: str, chunk: int, out: str, as_of: str | None, explain: str
 
 
 def child_worklist(data: str, batch_dir: str, out: str, capacity: float) -> dict[str, Any]:
+    from domain.advice import Advisor
     from features.io import load_policy_book
     from relief_risk.nightly import CityTables, write_worklist
-    from serving.advice import Advisor
 
     policy = load_policy_book()
     sw = Stopwatch()
@@ -431,9 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sections = set(args.sections.split(","))
 
-    from features.io import read_frame  # noqa: F401 - fail early if the project is not importable
-
     import pyarrow.parquet as pq
+
+    from features.io import read_frame  # noqa: F401 - fail early if the project is not importable
     n = pq.ParquetFile(f"{args.data}/households.parquet").metadata.num_rows
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     run: dict[str, Any] = results.setdefault("city", {}).setdefault(str(n), {})

@@ -69,7 +69,7 @@ def _quantile(xs: list[float], p: int) -> float:
 
 
 def bench_bundle(name: str, policy: Any, runs: int) -> dict[str, float]:
-    from serving.app import CONTRACT_EXAMPLE as bundle
+    from domain.bundle import CONTRACT_EXAMPLE as bundle
 
     make, _, build = IMPLEMENTATIONS[name]
     for _ in range(min(100, runs)):

@@ -603,7 +603,7 @@ def prove(db_url: str, start_seq: int, outcomes: list[Outcome], fresh: bool) -> 
     """Reads the store: every 200 has its record (fetched by id, in bulk); what else was written."""
     from sqlalchemy import create_engine, select
 
-    from serving.audit import AuditStore, audit_records
+    from store.audit import AuditStore, audit_records
 
     by_tag = {o.tag: o for o in outcomes}
     acked = {o.attempts[-1].request_id: o for o in outcomes if o.response is not None}

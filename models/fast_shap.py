@@ -280,7 +280,7 @@ def build_arrays(model_text: str, *, max_table_bytes: int = DEFAULT_MAX_TABLE_BY
                 thr = threshold[node]
                 missing = (decision_type[node] >> 2) & 3
                 default_left = bool(decision_type[node] & 2)
-                zero_left = 0.0 <= thr
+                zero_left = thr >= 0.0
                 n_feature.append(feature)
                 n_threshold.append(thr)
                 n_nan_left.append(int(zero_left if missing == MISSING_NONE else default_left))

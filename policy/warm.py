@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.catalog import BY_ID, FEATURE_IDS
 from features.io import policy_file_text
+from features.risks import RISK_LABELS
 from policy.calculator import PROGRAM_LABELS
 from policy.lists import (
     DefinitionError,
@@ -37,10 +38,6 @@ from policy.lists import (
     parse_items,
 )
 
-RISK_LABELS = {
-    "illness_poverty": "因病致贫", "disability_poverty": "因残致贫", "unemployment_poverty": "因失业致贫",
-    "elderly_care_need": "老年照护需求", "child_in_difficulty": "困境儿童",
-}
 TRIGGER_KINDS = ("list", "program", "reason", "risk")
 MEASURE_FIELDS = {"id", "label_zh", "description_zh", "version", "effective_from", "active", "triggers", "unless"}
 

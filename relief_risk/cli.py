@@ -42,6 +42,16 @@ def _train(a: argparse.Namespace) -> int:
     from training.pipeline import RISKS, TrainConfig, describe, train, train_all
     from training.promote import load_bounds
 
+    feedback = None
+    if a.feedback_url:
+        from sqlalchemy.engine import make_url
+
+        from store.feedback import feedback_verifications
+        from training.feedback import FeedbackLabels
+
+        feedback = FeedbackLabels(feedback_verifications(a.feedback_url),
+                                  source=make_url(a.feedback_url).render_as_string(hide_password=True))
+
     risks = list(RISKS) if a.risk.strip() == "all" else [r.strip() for r in a.risk.split(",") if r.strip()]
     if not risks or any(r not in RISKS for r in risks) or len(set(risks)) != len(risks):
         print(f"--risk: expected 'all' or distinct risks among {', '.join(RISKS)} (comma-separated), got {a.risk!r}",
@@ -49,7 +59,7 @@ def _train(a: argparse.Namespace) -> int:
         return 2
     config = TrainConfig(data_dir=a.data, risk=risks[0], capacity=a.capacity, seed=a.seed,
                          alias=None if a.no_register else a.alias, policy_path=a.policy, gate=load_bounds(a.gate),
-                         feedback_url=a.feedback_url)
+                         feedback=feedback)
     if len(risks) == 1:
         result = train(config)
         print(describe(result))
@@ -136,7 +146,7 @@ def _serve(a: argparse.Namespace) -> int:
 
 
 def _audit_store(a: argparse.Namespace):
-    from serving.audit import AuditStore
+    from store.audit import AuditStore
 
     return AuditStore(a.audit_url or os.environ.get("RELIEF_RISK_AUDIT_URL", "sqlite:///audit.db"))
 
@@ -154,8 +164,8 @@ def _verify(a: argparse.Namespace) -> int:
 
 
 def _reproduce(a: argparse.Namespace) -> int:
+    from domain.reproduce import reproduce
     from features.io import load_policy_book
-    from serving.reproduce import reproduce
 
     record = _audit_store(a).get(a.request_id)
     if record is None:

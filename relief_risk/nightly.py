@@ -45,8 +45,8 @@ from features.policy import PolicyBook
 from features.tables import Tables, make_tables
 
 if TYPE_CHECKING:
+    from domain.advice import Advisor
     from models.risk_model import RiskModel
-    from serving.advice import Advisor
 
 log = logging.getLogger(__name__)
 
@@ -673,7 +673,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     ``as_of`` None: the last day of the data's latest income month. ``chunk`` None or 0: the whole
     city at once. ``lists``: a :class:`policy.lists.ListBook` (None: the packaged definitions).
     ``record_url``: also store the run and every household's scores beside the audit trail
-    (:func:`serving.history.record_run`), so each household's file shows its batch history.
+    (:func:`store.history.record_run`), so each household's file shows its batch history.
     """
     from tqdm.auto import tqdm
 
@@ -789,15 +789,15 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
 
 # ---- the batch beside the audit trail ------------------------------------------------------------
 def record_batch(url: str, summary: BatchSummary, batch_rows: int = 50_000) -> str:
-    """Stores the run and every household's scores (:func:`serving.history.record_run`), reading
+    """Stores the run and every household's scores (:func:`store.history.record_run`), reading
     ``scores.parquet`` back batch by batch; returns the run id."""
-    from serving.audit import AuditStore
-    from serving.history import BatchRun, record_run
+    from store.audit import AuditStore
+    from store.history import BatchRun, record_run
 
     risks = [m["risk"] for m in summary.models]
     store = AuditStore(url)
     try:
-        store.create()  # serving.history's tables are on the same metadata: created here too
+        store.create()  # store.history's tables are on the same metadata: created here too
         run = BatchRun(run_id=uuid.uuid4().hex, created_at=dt.datetime.now(dt.UTC), as_of=summary.as_of,
                        models=[{"name": m["name"], "version": m["version"]} for m in summary.models],
                        households=summary.households, flagged=summary.flagged_any, output=str(summary.out_dir))
@@ -955,7 +955,7 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     first, as many as the town's capacity (:func:`town_capacity`; fewer when fewer are flagged);
     each once, with all its flagged risks, their probabilities, top reasons, today's lists, the
     programmes the policy calculator finds it likely eligible for and the warm list (measures and
-    the rule that proposed each), from :meth:`serving.advice.Advisor.advise` on the household's own
+    the rule that proposed each), from :meth:`domain.advice.Advisor.advise` on the household's own
     rows. Writes ``worklist_<town>.csv`` (UTF-8 with BOM, so Excel reads the Chinese) per town and
     ``worklist.xlsx`` (a sheet per town and a 汇总 summary sheet) into ``out_dir``.
 
@@ -1101,7 +1101,7 @@ def _batch_command(a: argparse.Namespace) -> int:
 
 
 def _worklist_command(a: argparse.Namespace) -> int:
-    from serving.advice import Advisor
+    from domain.advice import Advisor
 
     policy, models = _batch_setup(a)
     city = CityTables.read(a.data, policy=policy)  # once, for the batch and the worklist

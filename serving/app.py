@@ -17,20 +17,19 @@ import mlflow
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from domain.advice import Advisor
+from domain.bundle import CONTRACT_EXAMPLE, check_bundle, parse_bundle
+from domain.household_file import household_file
+from domain.loader import load_served
+from domain.scoring import Scorer
 from features.io import load_policy_book
 from features.tables import tables_from_bundle
-from models.pyfunc import load_risk_model
 from models.schema import FeatureSchemaError
 from policy import check_programs, load_eligibility
-from serving.advice import Advisor
-from serving.audit import AuditStore, AuditUnavailable
 from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
-from serving.feedback import FeedbackConflict, FeedbackStore
-from serving.household_file import household_file
 from serving.limits import BodySizeLimit
 from serving.schemas import (
     BatchRequest,
@@ -45,26 +44,12 @@ from serving.schemas import (
     PolicyCheckResponse,
     ScoreResponse,
 )
-from serving.scoring import LoadedModel, Scorer
 from serving.settings import Settings
 from serving.ui import router as ui_router
-from serving.validation import check_bundle, parse_bundle
+from store.audit import AuditStore, AuditUnavailable
+from store.feedback import FeedbackConflict, FeedbackStore
 
 log = logging.getLogger("relief_risk.serving")
-
-CONTRACT_EXAMPLE: dict[str, Any] = {
-    "as_of": "2026-06-30",
-    "household": {"household_id": "H000123", "town": "tangqiao", "hukou_type": "rural", "housing": "owned",
-                  "property_count": 1, "vehicle_count": 0, "financial_assets": 8000},
-    "members": [{"person_id": "P0001", "relation": "head", "sex": "M", "birth_date": "1961-03-02",
-                 "employment": "farmer", "disability_grade": 0}],
-    "income": [{"person_id": "P0001", "month": "2026-05", "source": "agriculture", "amount": 1500}],
-    "claims": [{"claim_id": "C1", "person_id": "P0001", "service_date": "2026-04-11", "setting": "inpatient",
-                "diagnosis_group": "cancer", "total_cost": 68000, "fund_paid": 40000,
-                "critical_illness_paid": 9000, "assistance_paid": 0, "out_of_pocket": 19000,
-                "inpatient_days": 12}],
-    "assistance": [],
-}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or unknown API key"},
@@ -84,31 +69,6 @@ class NotReady(RuntimeError):
 
 class StoreUnavailable(RuntimeError):
     """The store did not answer a read or a non-score write; its message is safe to return."""
-
-
-def load_models(settings: Settings) -> tuple[list[LoadedModel], list[str]]:
-    """The configured risks' models under the alias, and the risks that have none. A risk that was
-    asked for explicitly (``RELIEF_RISK_RISKS``) must load; of the default (all five), those not yet
-    registered are reported as missing, and at least one must load."""
-    client = MlflowClient()
-    loaded, missing = [], []
-    for risk in settings.risks:
-        try:
-            mv = client.get_model_version_by_alias(risk, settings.model_alias)
-        except Exception:
-            if settings.risks_explicit:
-                raise
-            log.warning("no %s@%s registered: not served", risk, settings.model_alias)
-            missing.append(risk)
-            continue
-        uri = f"models:/{risk}@{settings.model_alias}"
-        model, facts = load_risk_model(uri)
-        model.explainer()  # build and warm the fast explainer now, not on the first request
-        loaded.append(LoadedModel(name=risk, version=str(mv.version), aliases=sorted(mv.aliases), model=model,
-                                  uri=uri, run_id=facts.get("run_id")))
-    if not loaded:
-        raise LookupError(f"no model registered under @{settings.model_alias} for any of {', '.join(settings.risks)}")
-    return loaded, missing
 
 
 def create_app_from_env() -> FastAPI:
@@ -135,7 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception as exc:  # the service still starts and says it is not ready
             log.error("audit store unavailable at start: %s", type(exc).__name__)
         try:
-            models, app.state.missing = load_models(settings)
+            models, app.state.missing = load_served(settings.risks, settings.model_alias,
+                                                    required=settings.risks_explicit)
             app.state.scorer = Scorer(models=models, policy=app.state.policy, advisor=app.state.advisor)
             log.info("loaded %s", ", ".join(f"{m.name} v{m.version}" for m in app.state.scorer.models))
         except Exception as exc:
@@ -293,7 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
         except SQLAlchemyError as exc:  # the store down: the models are still served and listed
             log.warning("feedback unreadable: %s", type(exc).__name__)
             confirmation = {}
-        return {"models": [ModelInfo(name=m.name, version=m.version, aliases=m.aliases, run_id=m.run_id,
+        return {"models": [ModelInfo(name=m.name, version=m.version, aliases=list(m.aliases), run_id=m.run_id,
                                      loaded_from=m.uri, feedback=confirmation.get(m.name)) for m in s.models],
                 "missing": request.app.state.missing}
 

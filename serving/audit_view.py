@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.audit import AuditRecord
+from store.audit import AuditRecord
 
 
 class AuditQuery(BaseModel):

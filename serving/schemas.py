@@ -1,134 +1,14 @@
-"""Request and response models of the scoring API (../shared/contract.md, "Scoring API").
-
-Request models are strict: a wrong type, an unknown field, NaN or Infinity, a negative amount, a
-bad enum or a malformed date is refused with the field's path, never coerced. Checks that span
-rows (the claim invariant, persons, dates after ``as_of``) live in ``serving.validation``.
+"""Request and response models of the scoring API that are not the bundle itself (the bundle's
+model is :mod:`domain.bundle`, shared with ``reproduce``), kept apart from the routes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from features.tables import (
-    DIAGNOSIS_GROUPS,
-    EMPLOYMENT,
-    HOUSING,
-    HUKOU_TYPES,
-    INCOME_SOURCES,
-    PROGRAMS,
-    RELATIONS,
-    SETTINGS,
-    SEXES,
-)
-
-MAX_MEMBERS = 50
-MAX_ROWS = 5000          # income or claim rows in one bundle: 50 persons × 12 months × 7 sources ≈ 4,200
-MAX_ASSISTANCE_ROWS = 500
-MAX_BATCH = 1000
-MAX_MONEY = 1e10         # yuan; anything larger is a unit error, not a household
-MAX_COUNT = 10_000
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _date(value: Any) -> dt.date:
-    """Only the contract's ``YYYY-MM-DD`` string: no timestamps, no datetimes, no other formats."""
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise ValueError("must be a date string YYYY-MM-DD")
-    try:
-        d = dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError("not a valid calendar date (YYYY-MM-DD)") from None
-    if not 1900 <= d.year <= 2100:
-        raise ValueError("dates must fall between 1900 and 2100")
-    return d
-
-
-def _month(value: str) -> str:
-    if not 1900 <= int(value[:4]) <= 2100:
-        raise ValueError("months must fall between 1900 and 2100")
-    return value
-
-
-IsoDate = Annotated[dt.date, BeforeValidator(_date)]
-IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_month)]
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
-                                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
-Money = Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY, allow_inf_nan=False)]
-Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
-
-
-def _enum(values: tuple[str, ...]) -> Any:
-    return Literal[values]  # type: ignore[valid-type]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Household(_Strict):
-    household_id: Id
-    town: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
-    hukou_type: _enum(HUKOU_TYPES)
-    housing: _enum(HOUSING)
-    property_count: Count
-    vehicle_count: Count
-    financial_assets: Money
-
-
-class Member(_Strict):
-    person_id: Id
-    household_id: Id | None = None
-    relation: _enum(RELATIONS)
-    sex: _enum(SEXES)
-    birth_date: IsoDate
-    employment: _enum(EMPLOYMENT)
-    disability_grade: Annotated[int, Field(strict=True, ge=0, le=4)]
-
-
-class IncomeRow(_Strict):
-    person_id: Id
-    month: IsoMonth
-    source: _enum(INCOME_SOURCES)
-    amount: Money
-
-
-class Claim(_Strict):
-    claim_id: Id
-    person_id: Id
-    service_date: IsoDate
-    setting: _enum(SETTINGS)
-    diagnosis_group: _enum(DIAGNOSIS_GROUPS)
-    total_cost: Money
-    fund_paid: Money
-    critical_illness_paid: Money
-    assistance_paid: Money
-    out_of_pocket: Money
-    inpatient_days: Annotated[int, Field(strict=True, ge=0, le=366)]
-
-
-class AssistanceRow(_Strict):
-    household_id: Id | None = None
-    program: _enum(PROGRAMS)
-    start_date: IsoDate
-    end_date: IsoDate | None = None
-    monthly_amount: Money
-
-
-class Bundle(_Strict):
-    """One household and everything the platform holds on it, as of a date."""
-
-    as_of: IsoDate
-    household: Household
-    members: Annotated[list[Member], Field(min_length=1, max_length=MAX_MEMBERS)]
-    income: Annotated[list[IncomeRow], Field(max_length=MAX_ROWS)] = []
-    claims: Annotated[list[Claim], Field(max_length=MAX_ROWS)] = []
-    assistance: Annotated[list[AssistanceRow], Field(max_length=MAX_ASSISTANCE_ROWS)] = []
-
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": []})
+from domain.bundle import MAX_BATCH, Bundle, Id, IsoDate, StrictModel  # noqa: F401 - Bundle: the body of several routes
 
 
 class BatchRequest(BaseModel):
@@ -282,7 +162,7 @@ def _findings(value: list[str]) -> list[str]:
     return value
 
 
-class FeedbackRequest(_Strict):
+class FeedbackRequest(StrictModel):
     """What a home visit found (as in the contract's verifications), tied to the score request that
     prompted the visit."""
 

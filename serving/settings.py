@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.risks import RISKS
+
 ROLES = ("platform", "auditor", "admin")
-RISKS = ("illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need", "child_in_difficulty")
 
 
 def parse_api_keys(value: str) -> dict[str, frozenset[str]]:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from domain.bundle import CONTRACT_EXAMPLE
 from features.catalog import FEATURE_IDS
-from serving.app import CONTRACT_EXAMPLE
 from tests.conftest import auth
 
 pytestmark = pytest.mark.slow
@@ -145,7 +145,7 @@ BAD = {
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_input_is_422_naming_the_field_and_stores_nothing(client, settings, name):
-    from serving.audit import AuditStore
+    from store.audit import AuditStore
 
     mutate, loc = BAD[name]
     before = AuditStore(settings.audit_url).count()

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from serving.audit import AuditRecord, AuditStore, AuditUnavailable
+from store.audit import AuditRecord, AuditStore, AuditUnavailable
 
 PG_URL = os.environ.get("RELIEF_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

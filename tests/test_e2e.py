@@ -13,7 +13,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from serving.app import CONTRACT_EXAMPLE
+from domain.bundle import CONTRACT_EXAMPLE
 from tests.conftest import CONTRACT_CHECK, KEYS, auth
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ def test_verify_and_reproduce_from_the_command_line(live_server, mlflow_uri):
 
     from sqlalchemy import text
 
-    from serving.audit import AuditStore
+    from store.audit import AuditStore
     store = AuditStore(audit_url)
     with store.engine.begin() as conn:  # an auditor's worst case: someone edits a stored response
         conn.execute(text("UPDATE audit_records SET response = '{}' WHERE request_id = :r"), {"r": rid})

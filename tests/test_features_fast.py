@@ -368,7 +368,7 @@ def test_small_cities_equal_the_pandas_implementation(seed):
 
 
 def _bundles() -> list[dict[str, Any]]:
-    from serving.app import CONTRACT_EXAMPLE
+    from domain.bundle import CONTRACT_EXAMPLE
 
     t = "2026-06-30"
     family = bundle("H7", members=[member(), member("P2", "spouse", "1966-07-01", sex="F", employment="unemployed"),

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from serving.feedback import feedback_verifications
-from serving.history import BatchRun, record_run
+from store.feedback import feedback_verifications
+from store.history import BatchRun, record_run
 from tests import factories as f
 from tests.conftest import auth
 
@@ -143,7 +143,7 @@ def test_household_file_shows_history_lists_eligibility_and_warm_list(client):
 
 
 def test_household_file_includes_nightly_batches(client, settings):
-    from serving.audit import AuditStore
+    from store.audit import AuditStore
 
     h = hid()
     store = AuditStore(settings.audit_url)

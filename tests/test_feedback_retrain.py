@@ -8,10 +8,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from serving.audit import AuditRecord, AuditStore
-from serving.feedback import FeedbackStore, feedback_verifications
+from store.audit import AuditRecord, AuditStore
+from store.feedback import FeedbackStore, feedback_verifications
 from training.dataset import build_snapshots, data_span, plan_split
-from training.feedback import with_feedback
+from training.feedback import FeedbackLabels, with_feedback
 
 
 def _prompt(household_id: str, as_of: str, request_id: str) -> AuditRecord:
@@ -73,7 +73,7 @@ def test_a_retrain_picks_the_feedback_up(city_dir, mlflow_uri, city_tables, poli
     for i, h in enumerate(unseen):
         fb.add(_prompt(h, str(t.date()), f"rq{i}"), (t + pd.Timedelta(days=20)).date(), ["illness_poverty"])
     config = TrainConfig(data_dir=str(city_dir), capacity=0.03, num_boost_round=30, alias=None, progress=False,
-                         feedback_url=url)
+                         feedback=FeedbackLabels(feedback_verifications(url), source=url))
     prepared = prepare(config)
     assert prepared.feedback == {"feedback_rows": 5, "feedback_added": 5, "feedback_unknown_households": 0}
     first = prepared.snaps.loc[prepared.snaps["as_of"] == t]
@@ -93,4 +93,4 @@ def test_prepared_data_must_match_the_feedback_asked_for(city_dir, feedback_url)
     config = TrainConfig(data_dir=str(city_dir), num_boost_round=5, alias=None, progress=False)
     prepared = prepare(config)
     with pytest.raises(ValueError, match="feedback"):
-        train(replace(config, feedback_url=url), prepared)
+        train(replace(config, feedback=FeedbackLabels(feedback_verifications(url), source=url)), prepared)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.audit import AuditRecord, AuditStore
+from store.audit import AuditRecord, AuditStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("RELIEF_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -223,8 +223,8 @@ def test_flagged_explanations_are_the_exact_contributions(batch, served, city_ta
 
 @pytest.mark.slow
 def test_summary_and_batch_history(batch, served, city_tables):
-    from serving.audit import AuditStore
-    from serving.history import household_batches
+    from store.audit import AuditStore
+    from store.history import household_batches
 
     summary = batch["summary"]
     written = json.loads((batch["out"] / "summary.json").read_text(encoding="utf-8"))
@@ -271,7 +271,7 @@ def test_explain_on_demand_from_files_or_tables(batch, served, city_dir, policy)
 def test_worklist_per_town(batch, policy, tmp_path):
     from openpyxl import load_workbook
 
-    from serving.advice import Advisor
+    from domain.advice import Advisor
 
     files = write_worklist(batch["summary"], batch["city"], tmp_path, 0.02, Advisor.load(policy=policy),
                            progress=False)

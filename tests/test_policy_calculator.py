@@ -114,8 +114,8 @@ def test_tekun_needs_everyone_unable_to_work_and_no_livelihood(params):
 
 
 def test_check_programs_from_a_bundle(policy):
+    from domain.bundle import CONTRACT_EXAMPLE
     from features.tables import tables_from_bundle
-    from serving.app import CONTRACT_EXAMPLE
 
     answer = check_programs(tables_from_bundle(CONTRACT_EXAMPLE), AS_OF, policy, load_eligibility())
     assert [p["program"] for p in answer["programs"]] == ["dibao", "dibao_edge_income", "dibao_edge_expenditure",

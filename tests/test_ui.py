@@ -23,8 +23,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from domain.bundle import CONTRACT_EXAMPLE
 from features.catalog import FEATURE_IDS
-from serving.app import CONTRACT_EXAMPLE
 from serving.ui import card
 from serving.ui.charts import TOP_STEPS
 from serving.ui.session import COOKIE, issue, session_roles

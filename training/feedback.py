@@ -1,5 +1,7 @@
 """Caseworkers' feedback as labels: the visits recorded through ``POST /v1/feedback`` join the
-platform's ``verifications`` table before the next retrain.
+platform's ``verifications`` table before the next retrain. Training takes them as data
+(:class:`FeedbackLabels`); reading them from the service's store is the caller's job (the command
+line's ``train --feedback-url``), so training never depends on a store.
 
 Feedback rows are verifications in the contract's sense (household_id, visited_on, finding). A visit
 the platform also exported in its own table appears once: exact duplicates are dropped. Feedback on
@@ -17,6 +19,16 @@ from features.normalise import normalise_table
 from features.tables import TABLE_COLUMNS, Tables
 
 
+@dataclass(frozen=True, eq=False)
+class FeedbackLabels:
+    """Visit findings as rows of the contract's ``verifications`` table (``household_id``,
+    ``visited_on``, ``finding``) and ``source``, where they were read from (recorded with the run;
+    never a password)."""
+
+    rows: pd.DataFrame
+    source: str
+
+
 @dataclass(frozen=True)
 class FeedbackMerge:
     tables: Tables
@@ -27,7 +39,7 @@ class FeedbackMerge:
 
 def with_feedback(tables: Tables, feedback: pd.DataFrame) -> FeedbackMerge:
     """``tables`` with the feedback's verification rows added (``feedback`` as returned by
-    :func:`serving.feedback.feedback_verifications`)."""
+    ``store.feedback.feedback_verifications``)."""
     cols = list(TABLE_COLUMNS["verifications"])
     fb = normalise_table("verifications", feedback.loc[:, cols].copy()) if len(feedback) else None
     if fb is None:

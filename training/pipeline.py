@@ -25,16 +25,15 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.contract import FINDINGS
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
 from features.policy import PolicyBook
+from features.risks import RISKS
 from features.tables import Tables
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
 from training.dataset import LABEL_DAYS, Split, build_snapshots, data_span, plan_split, relabel
 from training.fairness import Fairness, model_fairness, plot_tpr
-from serving.feedback import feedback_verifications
-from training.feedback import with_feedback
+from training.feedback import FeedbackLabels, with_feedback
 from training.fit import fit_risk_model
 from training.promote import CHAMPION, Bounds, Decision, Evidence, arrival_alias, decide
 from training.registry import log_and_register, log_evidence
@@ -43,7 +42,6 @@ from training.report import RULE_LABELS, evaluate_period
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "relief-risk"
-RISKS: tuple[str, ...] = tuple(f for f in FINDINGS if f != "not_in_need")
 
 
 class TooFewFindings(ValueError):
@@ -70,7 +68,7 @@ class TrainConfig:
     lgbm: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     gate: Bounds = field(default_factory=Bounds)
-    feedback_url: str | None = None  # the service's store: caseworkers' feedback joins the labels
+    feedback: FeedbackLabels | None = None  # caseworkers' feedback, read by the caller: joins the labels
 
 
 @dataclass
@@ -113,12 +111,16 @@ class Prepared:
     risk: str
     timings: dict[str, float]
     feedback: dict[str, int] = field(default_factory=dict)
-    feedback_url: str | None = None
+    feedback_source: str | None = None
 
     def for_risk(self, risk: str) -> Prepared:
         if risk == self.risk:
             return self
         return replace(self, snaps=relabel(self.snaps, self.tables.verifications, risk, self.truth), risk=risk)
+
+
+def _source(config: TrainConfig) -> str | None:
+    return None if config.feedback is None else config.feedback.source
 
 
 def prepare(config: TrainConfig) -> Prepared:
@@ -129,8 +131,8 @@ def prepare(config: TrainConfig) -> Prepared:
     tables = read_tables(config.data_dir, policy=policy)
     truth = read_frame(config.data_dir, "truth")
     feedback: dict[str, int] = {}
-    if config.feedback_url:
-        merged = with_feedback(tables, feedback_verifications(config.feedback_url))
+    if config.feedback is not None:
+        merged = with_feedback(tables, config.feedback.rows)
         tables = merged.tables
         feedback = {"feedback_rows": merged.feedback_rows, "feedback_added": merged.added,
                     "feedback_unknown_households": merged.unknown_households}
@@ -145,7 +147,7 @@ def prepare(config: TrainConfig) -> Prepared:
     timings["features_s"] = time.perf_counter() - t0
     return Prepared(data_dir=config.data_dir, policy_path=config.policy_path, policy=policy, tables=tables,
                     truth=truth, first=first, last=last, split=split, snaps=snaps, risk=config.risk, timings=timings,
-                    feedback=feedback, feedback_url=config.feedback_url)
+                    feedback=feedback, feedback_source=_source(config))
 
 
 def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
@@ -153,11 +155,11 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
     :func:`prepare` on the same data folder and policy) saves reading and building the snapshots again."""
     if prepared is None:
         prepared = prepare(config)
-    elif ((Path(prepared.data_dir).resolve(), prepared.policy_path, prepared.feedback_url)
-          != (Path(config.data_dir).resolve(), config.policy_path, config.feedback_url)):
+    elif ((Path(prepared.data_dir).resolve(), prepared.policy_path, prepared.feedback_source)
+          != (Path(config.data_dir).resolve(), config.policy_path, _source(config))):
         raise ValueError(f"prepared from {prepared.data_dir} (policy {prepared.policy_path}, feedback "
-                         f"{prepared.feedback_url}), asked to train on {config.data_dir} (policy "
-                         f"{config.policy_path}, feedback {config.feedback_url})")
+                         f"{prepared.feedback_source}), asked to train on {config.data_dir} (policy "
+                         f"{config.policy_path}, feedback {_source(config)})")
     t0 = time.perf_counter()
     prepared = prepared.for_risk(config.risk)
     timings = {**prepared.timings, "relabel_s": time.perf_counter() - t0}

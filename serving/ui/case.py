@@ -15,9 +15,9 @@ from typing import Any
 
 from features.catalog import BY_ID
 from models.explain import format_value
-from serving.audit import AuditRecord
 from serving.ui import labels
 from serving.ui.charts import Chart, Step, waterfall_chart, waterfall_steps
+from store.audit import AuditRecord
 
 BEIJING = dt.timezone(dt.timedelta(hours=8), "北京时间")
 

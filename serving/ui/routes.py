@@ -18,8 +18,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from mlflow.tracking import MlflowClient
 
+from domain.loader import LoadedModel
 from serving.audit_view import audit_summary, summaries_csv
-from serving.scoring import LoadedModel
 from serving.ui import card, evidence, labels
 from serving.ui.case import case_context, feature_label, history_rows
 from serving.ui.charts import bar_chart, calibration_chart

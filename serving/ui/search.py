@@ -41,7 +41,7 @@ class SearchForm:
         return {k: v for k, v in out.items() if v}
 
     def query_kwargs(self) -> dict[str, Any]:
-        """Arguments for :meth:`serving.audit.AuditStore.query` (without paging)."""
+        """Arguments for :meth:`store.audit.AuditStore.query` (without paging)."""
         since = until = None
         if self.date_from:
             since = dt.datetime.combine(dt.date.fromisoformat(self.date_from), dt.time(), BEIJING).astimezone(dt.UTC)

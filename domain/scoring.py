@@ -10,23 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from domain.advice import Advisor
+from domain.bundle import Bundle
+from domain.loader import LoadedModel
 from features.build import build_features
 from features.policy import PolicyBook
 from features.tables import tables_from_bundle
-from models.risk_model import RiskModel
-from serving.advice import Advisor
-from serving.audit import AuditRecord
-from serving.schemas import Bundle
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    version: str
-    aliases: list[str]
-    model: RiskModel
-    uri: str
-    run_id: str | None = None
+from store.audit import AuditRecord
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A feedback row is a verification in the contract's sense (household_id, visited_on, finding, one
 row per finding), so it can join the platform's ``verifications`` table as labels on the next
-retrain (``training.pipeline.TrainConfig.feedback_url``). It lives beside the audit trail, in the
+retrain (``relief-risk train --feedback-url``, as ``training.feedback.FeedbackLabels``). It lives beside the audit trail, in the
 same database, and is append-only: one feedback per prompting request; posting the same visit again
 returns the stored one, posting a different outcome for the same request is a conflict.
 """
@@ -19,7 +19,7 @@ from sqlalchemy import Column, DateTime, Index, Integer, String, Table, insert, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from serving.audit import AuditRecord, metadata
+from store.audit import AuditRecord, metadata
 
 FINDINGS = ("illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need",
             "child_in_difficulty", "not_in_need")
@@ -150,7 +150,7 @@ class FeedbackStore:
 
 def feedback_verifications(url: str) -> pd.DataFrame:
     """The feedback as rows of the contract's ``verifications`` table (one row per finding)."""
-    from serving.audit import AuditStore
+    from store.audit import AuditStore
 
     store = AuditStore(url)
     try:

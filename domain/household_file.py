@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from domain.advice import Advisor
 from features.build import build_features
 from features.catalog import FEATURES
 from features.tables import tables_from_bundle
 from models.explain import format_value
-from serving.advice import Advisor
-from serving.audit import AuditRecord, AuditStore
-from serving.feedback import FeedbackStore
-from serving.history import household_batches
+from store.audit import AuditRecord, AuditStore
+from store.feedback import FeedbackStore
+from store.history import household_batches
 
 HISTORY_LIMIT = 100
 _SOURCES = {"score": "api_request", "batch": "api_batch"}

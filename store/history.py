@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, insert, select
 from sqlalchemy.engine import Engine
 
-from serving.audit import metadata
+from store.audit import metadata
 
 batch_runs = Table(
     "batch_runs", metadata,

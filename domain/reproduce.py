@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 
+from domain.bundle import Bundle
+from domain.loader import load_version
+from domain.scoring import Scorer
 from features.policy import PolicyBook
-from models.pyfunc import load_risk_model
-from serving.audit import AuditRecord
-from serving.schemas import Bundle
-from serving.scoring import LoadedModel, Scorer
+from store.audit import AuditRecord
 
 COMPARED = ("probability", "band", "flagged", "base_value", "raw_score", "contributions", "reasons", "features")
 
@@ -42,13 +42,7 @@ def same(a: object, b: object) -> bool:
 def reproduce(record: AuditRecord, policy: PolicyBook) -> list[Difference]:
     """The differences between the stored scores and a fresh scoring (empty when identical)."""
     client = MlflowClient()
-    models = []
-    for m in record.models:
-        uri = f"models:/{m['name']}/{m['version']}"
-        model, facts = load_risk_model(uri)
-        mv = client.get_model_version(m["name"], m["version"])
-        models.append(LoadedModel(name=m["name"], version=str(m["version"]), aliases=list(mv.aliases), model=model,
-                                  uri=uri, run_id=facts.get("run_id")))
+    models = [load_version(m["name"], str(m["version"]), client) for m in record.models]
     scored = Scorer(models=models, policy=policy).score(Bundle.model_validate(record.request))
     diffs = []
     for stored, now in zip(record.scores, scored.record.scores, strict=True):
