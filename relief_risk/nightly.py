@@ -12,8 +12,8 @@ is then a contiguous range of rows in every table, and becomes its own small
 (:func:`features.build.build_features`) exactly as the whole city would: a household's features
 depend on its own rows only, and its rows keep their order, so chunking changes no number.
 
-Reading checks what :func:`features.io.check_tables` checks, with the same messages, but on the
-coded columns (a category check looks at the distinct values, not at 45 million rows).
+Reading runs the checks :func:`features.io.check_tables` runs (:func:`features.checks.contract_problems`),
+on the coded columns (a category check looks at the distinct values, not at 45 million rows).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.build import as_timestamp, build_features
-from features.contract import CATEGORIES, TABLE_COLUMNS
+from features.checks import contract_problems, refuse
+from features.contract import TABLE_COLUMNS
 from features.io import load_policy_book, read_frame, read_tables
 from features.normalise import month_index_of, normalise_table
 from features.policy import PolicyBook
@@ -302,9 +303,8 @@ class CityTables:
         c_person = _lookup(claims.pop("person_id"), person_keys)
         a_hh = _lookup(assistance["household_id"], keys)
         if check:
-            problems = _problems(raw, household_ids, duplicated, i_person, c_person, towns)
-            if problems:
-                raise ValueError("bad input tables:\n  " + "\n  ".join(problems[:20]))
+            columns = _CodedColumns(raw, household_ids, duplicated, {"income": i_person, "claims": c_person})
+            refuse(contract_problems(columns, towns))
         for table, key in (("households", "household_id"), ("persons", "person_id")):
             if duplicated[table]:
                 raise ValueError(f"{table}.{key}: duplicated keys")
@@ -478,61 +478,47 @@ def _numbers(chunked: pa.ChunkedArray, kind: str) -> np.ndarray:
 
 
 # ---- the boundary checks, on coded columns --------------------------------------------------------
-_MONTH = r"\d{4}-(0[1-9]|1[0-2])"
+class _CodedColumns:
+    """:class:`features.checks.ContractColumns` of the city's columns as read: a category check
+    looks at a :class:`Coded` column's distinct values and their row counts. The person of each
+    income and claims row is already looked up (``persons``: its position, -1 where unknown), the
+    households' and persons' keys already checked for repeats (``duplicated``)."""
 
+    def __init__(self, raw: dict[str, Any], household_ids: np.ndarray, duplicated: dict[str, bool],
+                 persons: dict[str, np.ndarray]) -> None:
+        self._raw = raw
+        self._household_ids = household_ids
+        self._duplicated = dict(duplicated)
+        self._persons = persons
 
-def _outside(coded: Coded, allowed: Iterable[str]) -> int:
-    """Rows whose value is not one of ``allowed`` (missing included), from the distinct values."""
-    bad = ~pd.Series(coded.values, dtype=object).isin(list(allowed)).to_numpy()
-    return int(coded.counts()[bad].sum())
+    def distinct(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        if self._raw[table] is None:  # verifications may be absent: no rows
+            return np.array([pd.NA], dtype=object), np.zeros(1, dtype=np.int64)
+        coded = self._raw[table][column]
+        return coded.values, coded.counts()
 
+    def numbers(self, table: str, column: str) -> np.ndarray:
+        return np.zeros(0) if self._raw[table] is None else self._raw[table][column]
 
-def _problems(raw: dict[str, Any], household_ids: np.ndarray, duplicated: dict[str, bool], i_person: np.ndarray,
-              c_person: np.ndarray, towns: frozenset[str] | None) -> list[str]:
-    """What :func:`features.io.check_tables` reports, in its order and words."""
-    problems: list[str] = []
-    tables = {name: cols for name, cols in raw.items() if cols is not None}
-    for (table, column), allowed in CATEGORIES.items():
-        if table in tables and (bad := _outside(tables[table][column], allowed)):
-            problems.append(f"{table}.{column}: {bad} values outside {list(allowed)}")
-    if towns is not None and (bad := _outside(tables["households"]["town"], towns)):
-        problems.append(f"households.town: {bad} unknown town codes")
-    for table, spec in TABLE_COLUMNS.items():
-        for column, kind in spec.items():
-            if table in tables and kind in ("money", "int"):
-                v = tables[table][column]
-                if (v.dtype.kind == "f" and not np.isfinite(v).all()) or (v < 0).any():
-                    problems.append(f"{table}.{column}: negative, missing or non-finite values")
-    for table, spec in TABLE_COLUMNS.items():
-        for column, kind in spec.items():
-            if table in tables and kind == "date" and (missing := int(np.isnat(tables[table][column]).sum())):
-                problems.append(f"{table}.{column}: {missing} missing dates")
-    month = tables["income"]["month"]
-    well_formed = pd.Series(month.values, dtype=object).astype("string").str.fullmatch(_MONTH)
-    if bad := int(month.counts()[~well_formed.fillna(False).astype(bool).to_numpy()].sum()):
-        problems.append(f"income.month: {bad} values not a YYYY-MM month")
-    c = tables["claims"]
-    parts = c["fund_paid"] + c["critical_illness_paid"] + c["assistance_paid"] + c["out_of_pocket"]
-    if broken := int((np.round(c["total_cost"] * 100) != np.round(parts * 100)).sum()):
-        problems.append(f"claims: {broken} rows where total_cost != the sum of its parts")
-    g = tables["persons"]["disability_grade"]
-    if ((g < 0) | (g > 4)).any():
-        problems.append("persons.disability_grade: outside 0-4")
-    duplicated = {**duplicated, "claims": _duplicated(_arrow_strings(c["claim_id"]))}
-    for table, key in (("households", "household_id"), ("persons", "person_id"), ("claims", "claim_id")):
-        if duplicated[table]:
-            problems.append(f"{table}.{key}: duplicated keys")
-    # heads per household id as the persons table spells it (an unknown household's count too)
-    relation, owner = tables["persons"]["relation"], tables["persons"]["household_id"]
-    is_head = np.array([v == "head" if isinstance(v, str) else False for v in relation.values])[relation.codes]
-    heads = np.bincount(owner.codes[is_head], minlength=len(owner.values))[:-1]  # the last slot: missing
-    with_head = pd.Index(owner.values[:-1][heads > 0], dtype=object)
-    if not pd.Index(household_ids, dtype=object).isin(with_head).all() or (heads > 1).any():
-        problems.append("persons: each household needs exactly one head")
-    for table, person in (("income", i_person), ("claims", c_person)):
-        if (person < 0).any():
-            problems.append(f"{table}.person_id: persons not in the persons table")
-    return problems
+    def dates(self, table: str, column: str) -> np.ndarray:
+        return np.zeros(0, dtype="datetime64[ns]") if self._raw[table] is None else self._raw[table][column]
+
+    def duplicated(self, table: str, key: str) -> bool:
+        if table not in self._duplicated:
+            self._duplicated[table] = _duplicated(_arrow_strings(self._raw[table][key]))
+        return self._duplicated[table]
+
+    def household_ids(self) -> np.ndarray:
+        return self._household_ids
+
+    def heads(self) -> pd.Series:
+        relation, owner = self._raw["persons"]["relation"], self._raw["persons"]["household_id"]
+        is_head = np.array([v == "head" if isinstance(v, str) else False for v in relation.values])[relation.codes]
+        heads = np.bincount(owner.codes[is_head], minlength=len(owner.values))[:-1]  # the last slot: missing
+        return pd.Series(heads, index=pd.Index(owner.values[:-1], dtype=object))
+
+    def persons_known(self, table: str) -> bool:
+        return not (self._persons[table] < 0).any()
 
 
 # ==== the models ==================================================================================
