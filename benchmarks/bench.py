@@ -125,8 +125,8 @@ def stage_setup(work: Path, households: int) -> dict[str, Any]:
 
 def _city_features(work: Path):
     from features.build import build_features
+    from features.city import CityTables
     from features.io import load_policy_book, read_tables
-    from relief_risk.nightly import CityTables
 
     policy = load_policy_book()
     tables = read_tables(work / "city", policy=policy)
@@ -136,8 +136,8 @@ def _city_features(work: Path):
 
 def stage_features(work: Path) -> dict[str, Any]:
     from features.build import build_features
+    from features.city import CityTables
     from features.io import load_policy_book, read_tables
-    from relief_risk.nightly import CityTables
 
     policy = load_policy_book()
     tables, read_s, read_mb = measured(lambda: read_tables(work / "city", policy=policy))
@@ -307,9 +307,9 @@ def stage_api(work: Path, requests: int, households: int = 300) -> dict[str, Any
     import mlflow
 
     from features.build import build_features
+    from features.city import CityTables
     from features.io import load_policy_book, read_tables
     from features.tables import bundle_from_tables, tables_from_bundle
-    from relief_risk.nightly import CityTables
 
     env = _env(work)
     os.environ.update(env)

@@ -105,7 +105,7 @@ def child_read(engine: str, data: str) -> dict[str, Any]:
         tables = sw("read", lambda: read_tables(data, policy=policy))
         rows = {name: len(getattr(tables, name)) for name in ("households", "persons", "income", "claims")}
     else:
-        from relief_risk.nightly import CityTables
+        from features.city import CityTables
 
         city = sw("read", lambda: CityTables.read(data, policy=policy))
         rows = city.rows()
@@ -118,7 +118,7 @@ def child_join(engine: str, data: str, out: str) -> dict[str, Any]:
 
     sw = Stopwatch()
     if engine == "arrow":
-        from relief_risk.nightly import _arrow_strings, _lookup, _order_by, _read_raw
+        from features._city_columns import _arrow_strings, _lookup, _order_by, _read_raw
 
         def run() -> tuple[np.ndarray, np.ndarray]:
             households, persons = _read_raw(data, "households"), _read_raw(data, "persons")
@@ -167,10 +167,10 @@ def child_numpy(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
     import numpy as np
 
     from features.build import build_features
+    from features.city import CityTables
     from features.io import load_policy_book
     from features.known import Known, sum_by
     from features.spending import spending_features
-    from relief_risk.nightly import CityTables
 
     policy = load_policy_book()
     sw = Stopwatch()
