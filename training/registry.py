@@ -2,12 +2,12 @@
 
 The model is logged "from code" (``models/pyfunc_entry.py``) with ``models/`` and ``features/``
 as its code paths, so the artifact holds LightGBM's text model, JSON metadata and source: no pickle.
+Its requirements are what that source imports, pinned (``training/requirements.py``).
 """
 
 from __future__ import annotations
 
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,11 @@ from mlflow.tracking import MlflowClient
 from models.pyfunc import ARTIFACT_KEY
 from models.risk_model import RiskModel
 from training.report import RULE_LABELS, Report
+from training.requirements import pip_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow", "pyarrow")
-
-
-def pip_requirements() -> list[str]:
-    return [f"{p}=={metadata.version(p)}" for p in RUNTIME_PACKAGES]
+# The source that travels with the model; its imports are the model's requirements.
+CODE_PATHS = (ROOT / "models", ROOT / "features")
 
 
 def log_evidence(report: Report, *, schema_json: str, policy_text: str, snapshot: dict[str, Any]) -> None:
@@ -56,8 +54,8 @@ def log_and_register(model: RiskModel, example: pd.DataFrame, *, alias: str | No
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(ROOT / "models" / "pyfunc_entry.py"),
             artifacts={ARTIFACT_KEY: str(model_dir)},
-            code_paths=[str(ROOT / "models"), str(ROOT / "features")],
-            signature=signature, input_example=example, pip_requirements=pip_requirements(),
+            code_paths=[str(p) for p in CODE_PATHS],
+            signature=signature, input_example=example, pip_requirements=pip_requirements(CODE_PATHS),
             registered_model_name=model.risk if alias is not None else None,
         )
     if alias is None:
