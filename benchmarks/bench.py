@@ -149,18 +149,19 @@ def stage_features(work: Path) -> dict[str, Any]:
 
 
 def stage_batch(work: Path) -> dict[str, Any]:
+    from batch import run_batch
+    from domain.loader import load_served
     from features.io import load_policy_book
-    from relief_risk.nightly import load_served_models, run_batch
 
     os.environ.update(_env(work))
-    models, missing = load_served_models()
+    models, missing = load_served(warm=False)  # explainers built in the batch, as the command line does
     out = work / "batch"
     shutil.rmtree(out, ignore_errors=True)
     summary, seconds, peak = measured(lambda: run_batch(work / "city", out, models, load_policy_book(),
                                                         progress=False))
     s = summary if isinstance(summary, dict) else getattr(summary, "__dict__", {})
     flagged = s.get("flagged") or {}
-    return {"households": s.get("households"), "risks": [m[0] for m in models], "seconds": round(seconds, 1),
+    return {"households": s.get("households"), "risks": [m.name for m in models], "seconds": round(seconds, 1),
             "peak_mb": peak, "flagged": flagged, "target_s": 120}
 
 

@@ -343,11 +343,12 @@ def child_polars(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
 
 # ---- children: the batch --------------------------------------------------------------------------
 def child_batch(data: str, chunk: int, out: str, as_of: str | None, explain: str, record: bool) -> dict[str, Any]:
+    from batch import run_batch
+    from domain.loader import load_served
     from features.io import load_policy_book
-    from relief_risk.nightly import load_served_models, run_batch
 
     policy = load_policy_book()
-    models, missing = load_served_models()
+    models, missing = load_served(warm=False)  # explainers built in the batch, as the command line does
     t, c = time.perf_counter(), time.process_time()
     summary = run_batch(data, out, models, policy, as_of=as_of, chunk=chunk, explain=explain,
                         record_url=f"sqlite:///{out}/audit.db" if record else None, progress=False)
@@ -358,9 +359,10 @@ def child_batch(data: str, chunk: int, out: str, as_of: str | None, explain: str
 
 
 def child_worklist(data: str, batch_dir: str, out: str, capacity: float) -> dict[str, Any]:
+    from batch import write_worklist
     from domain.advice import Advisor
+    from features.city import CityTables
     from features.io import load_policy_book
-    from relief_risk.nightly import CityTables, write_worklist
 
     policy = load_policy_book()
     sw = Stopwatch()

@@ -21,6 +21,7 @@ from features.io import read_frame
 from features.normalise import normalise_table
 
 STRING_KINDS = frozenset({"str", "cat", "month"})
+
 # Strings that only serve as keys, read as plain arrow strings: the ids (compact in arrow, turned into
 # Python strings for the rows a chunk takes) and the person of each income and claim row (looked up
 # among the persons, then dropped: a chunk derives it from the person's position). Parquet's

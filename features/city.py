@@ -237,7 +237,6 @@ def _empty_arrays(name: str) -> dict[str, np.ndarray]:
     return {c: frame[c].to_numpy() for c in frame.columns}
 
 
-
 # ---- the boundary checks, on coded columns ------------------------------------------------------
 class _CodedColumns:
     """:class:`features.checks.ContractColumns` of the city's columns as read: a category check
@@ -279,4 +278,4 @@ class _CodedColumns:
         return pd.Series(heads, index=pd.Index(owner.values[:-1], dtype=object))
 
     def persons_known(self, table: str) -> bool:
-        return not (self._persons[table] < 0).any()
+        return not bool((self._persons[table] < 0).any())

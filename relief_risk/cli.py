@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-    from relief_risk.nightly import add_batch_parser, add_worklist_parser
+    from relief_risk.batch_commands import add_batch_parser, add_worklist_parser
 
     add_batch_parser(sub)     # the whole city: scores, explanations of the flagged, Parquet
     add_worklist_parser(sub)  # per town: a ranked list sized to capacity, CSV and Excel

@@ -1,7 +1,7 @@
-"""The nightly batch and worklist (relief_risk/nightly.py): reading the city into household-sorted
-columns gives the tables ``read_tables`` gives and refuses what ``check_tables`` refuses, with the
-same words; chunking changes no score and no explanation; the files, the summary, the batch history
-and each town's worklist say what they should."""
+"""The nightly batch and worklist (batch/) and the city reader (features/city.py): reading the
+city into household-sorted columns gives the tables ``read_tables`` gives and refuses what
+``check_tables`` refuses, with the same words; chunking changes no score and no explanation; the
+files, the summary, the batch history and each town's worklist say what they should."""
 
 from __future__ import annotations
 
@@ -14,24 +14,23 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import build_features
-from features.contract import TABLE_COLUMNS
-from features.io import read_tables, write_tables
-from features.tables import Tables, make_tables
-from relief_risk.nightly import (
+from batch import (
     CONTRIB_PREFIX,
     NOTE,
     SUMMARY_SHEET,
     WORKLIST_COLUMNS,
-    CityTables,
-    add_batch_parser,
-    add_worklist_parser,
     explain_households,
-    load_served_models,
     run_batch,
     town_capacity,
     write_worklist,
 )
+from domain.loader import load_served
+from features.build import build_features
+from features.city import CityTables
+from features.contract import TABLE_COLUMNS
+from features.io import read_tables, write_tables
+from features.tables import Tables, make_tables
+from relief_risk.batch_commands import add_batch_parser, add_worklist_parser
 from tests.test_io import SETTINGS, _broken, _frames, _set
 
 AS_OF = "2026-09-30"
@@ -153,8 +152,8 @@ def test_cli_parsers():
 # ---- the batch with the champion ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(trained):
-    models, missing = load_served_models()
-    assert [m[0] for m in models] == ["illness_poverty"]
+    models, missing = load_served()
+    assert [m.name for m in models] == ["illness_poverty"]
     assert missing == ["disability_poverty", "unemployment_poverty", "elderly_care_need", "child_in_difficulty"]
     return models
 
@@ -170,7 +169,7 @@ def batch(served, city_dir, policy, tmp_path_factory):
 
 @pytest.mark.slow
 def test_batch_scores_equal_the_whole_city_scored_at_once(batch, served, city_tables, policy):
-    _, version, model = served[0]
+    version, model = served[0].version, served[0].model
     features = build_features(city_tables, AS_OF, policy)
     expected = model.predict_frame(features)
     scores = pq.read_table(batch["out"] / "scores.parquet").to_pandas()
@@ -198,7 +197,7 @@ def test_batch_scores_equal_the_whole_city_scored_at_once(batch, served, city_ta
 def test_flagged_explanations_are_the_exact_contributions(batch, served, city_tables, policy):
     from models.explain import contributions
 
-    _, _, model = served[0]
+    model = served[0].model
     features = build_features(city_tables, AS_OF, policy)
     flagged = model.predict_frame(features).query("flagged").index
     explanations = pq.read_table(batch["out"] / "explanations.parquet").to_pandas()
@@ -235,7 +234,7 @@ def test_summary_and_batch_history(batch, served, city_tables):
     assert written["explained"] == {"illness_poverty": n_flagged}
     assert written["as_of"] == AS_OF and written["chunk"] == 7000 and written["chunks"] == math.ceil(
         summary.households / 7000)
-    assert written["models"] == [{"name": "illness_poverty", "version": served[0][1], "risk": "illness_poverty"}]
+    assert written["models"] == [{"name": "illness_poverty", "version": served[0].version, "risk": "illness_poverty"}]
     assert {"read", "features", "scores", "explain", "lists", "write", "record", "total"} <= set(written["seconds"])
     assert 0 < written["peak_rss_mb"] < 24 * 1024
     assert written["run_id"] == summary.run_id
@@ -245,7 +244,7 @@ def test_summary_and_batch_history(batch, served, city_tables):
         assert len(history) == 1 and history[0]["id"] == summary.run_id and history[0]["as_of"] == AS_OF
         assert history[0]["scores"] == [{"risk": "illness_poverty", "probability": row.illness_poverty__probability,
                                          "band": row.illness_poverty__band, "flagged": row.illness_poverty__flagged,
-                                         "model_version": served[0][1]}]
+                                         "model_version": served[0].version}]
     engine.dispose()
 
 
@@ -260,11 +259,12 @@ def test_explain_on_demand_from_files_or_tables(batch, served, city_dir, policy)
     assert list(from_files["household_id"]) == sorted(wanted)
     row = from_files.set_index("household_id").loc[wanted[0]]
     stored = explanations.loc[wanted[0]]
-    for column in ["probability", "raw_score", "base_value", *(CONTRIB_PREFIX + f for f in served[0][2].schema.ids)]:
+    for column in ["probability", "raw_score", "base_value", *(CONTRIB_PREFIX + f for f in served[0].model.schema.ids)]:
         assert row[column] == stored[column], column
     assert row["reasons"] == json.loads(stored["reasons"])
     unflagged = from_files.set_index("household_id").loc[wanted[1]]
-    assert not unflagged["flagged"] and unflagged["probability"] == scores.loc[wanted[1], "illness_poverty__probability"]
+    assert not unflagged["flagged"] and (
+        unflagged["probability"] == scores.loc[wanted[1], "illness_poverty__probability"])
 
 
 @pytest.mark.slow
