@@ -22,59 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    event,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import and_, create_engine, event, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
-metadata = MetaData()
+from store.schema import audit_chain, audit_records
+from store.schema import metadata as metadata  # re-exported: tests and benchmarks/loadtest.py import it from here
+
 GENESIS = "0" * 64
-
-audit_records = Table(
-    "audit_records", metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
-    Column("request_id", String(64), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(16), nullable=False),          # "score" or "batch"
-    Column("household_id", String(64), nullable=False),
-    Column("as_of", String(10), nullable=False),
-    Column("model_versions", String(512), nullable=False),  # "name:version,…" for filtering
-    Column("flagged", Boolean, nullable=False),          # flagged for any risk
-    Column("models", Text, nullable=False),              # JSON: [{"name", "version"}]
-    Column("request", Text, nullable=False),             # JSON: the bundle as received and validated
-    Column("scores", Text, nullable=False),              # JSON: per risk raw_score, base_value, contributions
-    Column("response", Text, nullable=False),            # JSON: exactly what was returned
-    Column("prev_hash", String(64), nullable=False),
-    Column("record_hash", String(64), nullable=False),
-    Index("ix_audit_household", "household_id"),
-    Index("ix_audit_created", "created_at"),
-)
-
-audit_chain = Table(
-    "audit_chain", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
-    Column("head_hash", String(64), nullable=False),
-)
 
 
 class AuditUnavailable(RuntimeError):

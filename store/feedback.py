@@ -2,9 +2,10 @@
 
 A feedback row is a verification in the contract's sense (household_id, visited_on, finding, one
 row per finding), so it can join the platform's ``verifications`` table as labels on the next
-retrain (``relief-risk train --feedback-url``, as ``training.feedback.FeedbackLabels``). It lives beside the audit trail, in the
-same database, and is append-only: one feedback per prompting request; posting the same visit again
-returns the stored one, posting a different outcome for the same request is a conflict.
+retrain (``relief-risk train --feedback-url``, as ``training.feedback.FeedbackLabels``). It lives
+beside the audit trail, in the same database (the table is in ``store.schema``), and is
+append-only: one feedback per prompting request; posting the same visit again returns the stored
+one, posting a different outcome for the same request is a conflict.
 """
 
 from __future__ import annotations
@@ -15,30 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from store.audit import AuditRecord, metadata
+from store.audit import AuditRecord
+from store.schema import feedback_table
 
 FINDINGS = ("illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need",
             "child_in_difficulty", "not_in_need")
-
-feedback_table = Table(
-    "feedback", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("feedback_id", String(32), nullable=False, unique=True),
-    Column("request_id", String(64), nullable=False, unique=True),
-    Column("household_id", String(64), nullable=False),
-    Column("as_of", String(10), nullable=False),            # the prompting request's as_of
-    Column("visited_on", String(10), nullable=False),
-    Column("findings", String(256), nullable=False),        # comma-separated, sorted
-    Column("flagged_risks", String(256), nullable=False),   # what the prompting request flagged
-    Column("model_versions", String(512), nullable=False),  # "name:version,…" of the prompting request
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Index("ix_feedback_household", "household_id"),
-)
-
 
 @dataclass(frozen=True)
 class Feedback:

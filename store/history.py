@@ -9,30 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from store.audit import metadata
-
-batch_runs = Table(
-    "batch_runs", metadata,
-    Column("run_id", String(32), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("as_of", String(10), nullable=False),
-    Column("models", Text, nullable=False),          # JSON: [{"name", "version"}]
-    Column("households", Integer, nullable=False),
-    Column("flagged", Integer, nullable=False),
-    Column("output", Text, nullable=False),          # where the batch wrote its files
-)
-
-batch_scores = Table(
-    "batch_scores", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(32), nullable=False),
-    Column("household_id", String(64), nullable=False),
-    Column("scores", Text, nullable=False),          # JSON: {risk: [probability, band, flagged]}
-    Index("ix_batch_scores_household", "household_id"),
-)
+from store.schema import batch_runs, batch_scores
 
 
 @dataclass(frozen=True)
