@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import and_, create_engine, event, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from store.migrate import schema_lock, upgrade
 from store.schema import audit_chain, audit_records
 from store.schema import metadata as metadata  # re-exported: tests and benchmarks/loadtest.py import it from here
 
@@ -123,13 +123,13 @@ class AuditStore:
             event.listen(self.engine, "connect", _sqlite_wal)
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
-        try:
-            with self.engine.begin() as conn:
-                if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
-                    conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
-        except IntegrityError:
-            pass  # another worker created the chain head first: the chain has exactly one head either way
+        """Brings the database to the schema this code expects (:func:`store.migrate.upgrade`: an empty
+        database is created, one made before migrations is recognised and stamped, one newer than this
+        code is refused), then makes the chain head, once, whichever worker gets there first."""
+        upgrade(self.engine)
+        with schema_lock(self.engine) as conn:
+            if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
+                conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
 
     def ping(self) -> bool:
         try:
