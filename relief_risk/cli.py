@@ -183,6 +183,35 @@ def _reproduce(a: argparse.Namespace) -> int:
     return 1
 
 
+def _db(a: argparse.Namespace) -> int:
+    """The store's schema: ``upgrade`` does what every start-up does (migrations to head, then the
+    chain head), so it can run once before the workers; ``current`` shows the database's revision."""
+    from store.migrate import SchemaError, current, head_revision
+
+    store = _audit_store(a)
+    try:
+        before, head = current(store.engine), head_revision()
+        if a.action == "current":
+            if before is None:
+                print(f"none (empty, or made before migrations); this code's head is {head}")
+            elif before == head:
+                print(f"{before} (head)")
+            else:
+                print(f"{before} (this code's head is {head})")
+            return 0
+        try:
+            store.create()
+        except SchemaError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        after = current(store.engine)
+        print(f"already at {after} (head)" if after == before
+              else f"upgraded from {before or 'none'} to {after} (head)")
+        return 0
+    finally:
+        store.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -247,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
     rp.add_argument("--policy", default=None)
     rp.set_defaults(func=_reproduce)
+
+    db = sub.add_parser("db", help="the audit store's schema: upgrade to this code's (as every start-up does), or show "
+                                   "its revision")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+    db.set_defaults(func=_db)
 
     v = sub.add_parser("serve", help="run the API")
     v.add_argument("--host", default="127.0.0.1")
