@@ -60,6 +60,7 @@ test: $(STAMP) browser
 # and the README's benchmark table. BENCH_HOUSEHOLDS=50000 make bench for a quicker, smaller city.
 BENCH_HOUSEHOLDS ?= 500000
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench.py --households $(BENCH_HOUSEHOLDS)
 
 lint: $(STAMP)
