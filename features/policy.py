@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from features.dated import in_force
+
 
 @dataclass(frozen=True)
 class PolicyVersion:
@@ -41,14 +43,7 @@ class PolicyBook:
 
     def at(self, as_of: dt.date) -> PolicyVersion:
         """The version in force on ``as_of``; before the first one there is no answer."""
-        current = None
-        for v in self.versions:
-            if v.effective_from <= as_of:
-                current = v
-        if current is None:
-            raise ValueError(f"no policy parameters in force on {as_of.isoformat()}; "
-                             f"the first version starts {self.versions[0].effective_from.isoformat()}")
-        return current
+        return in_force(self.versions, as_of, "policy parameters")
 
     @property
     def latest(self) -> PolicyVersion:

@@ -6,6 +6,7 @@ import datetime as dt
 import tomllib
 from dataclasses import dataclass
 
+from features.dated import in_force
 from features.io import policy_file_text
 
 
@@ -24,10 +25,7 @@ class EligibilityBook:
     versions: tuple[EligibilityVersion, ...]
 
     def at(self, as_of: dt.date) -> EligibilityVersion:
-        current = [v for v in self.versions if v.effective_from <= as_of]
-        if not current:
-            raise ValueError(f"no eligibility limits in force on {as_of.isoformat()}")
-        return current[-1]
+        return in_force(self.versions, as_of, "eligibility limits")
 
 
 def load_eligibility(path: str | None = None) -> EligibilityBook:
