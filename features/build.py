@@ -50,13 +50,11 @@ def cut_to(tables: Tables, as_of: dt.date | str | pd.Timestamp) -> Tables:
     )
 
 
-def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook) -> pd.DataFrame:
-    """One row per household (index ``household_id``, sorted), columns in catalogue order, float64.
-
-    Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and the policy version in
-    force on ``as_of``. Missing values are NaN and stay NaN (a missing income is not zero).
-    The same numpy code serves one household and a whole city: no per-row Python, no groupby.
-    """
+def feature_matrix(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`build_features` as arrays: the sorted household ids and the ``(households, features)``
+    float64 matrix, columns in catalogue order (``FEATURE_IDS``). The API scores from this matrix:
+    for one household, a DataFrame and its indexing would cost more than the features."""
     t = as_timestamp(as_of).date()
     params = policy.at(t)
     known = Known(tables, t)
@@ -70,5 +68,16 @@ def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: 
     values = np.empty((len(FEATURE_IDS), known.n))
     for row, name in enumerate(FEATURE_IDS):
         values[row] = features[name]
-    return pd.DataFrame(values.T, index=pd.Index(known.household_ids, name="household_id", dtype=object),
+    return known.household_ids, values.T
+
+
+def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook) -> pd.DataFrame:
+    """One row per household (index ``household_id``, sorted), columns in catalogue order, float64.
+
+    Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and the policy version in
+    force on ``as_of``. Missing values are NaN and stay NaN (a missing income is not zero).
+    The same numpy code serves one household and a whole city: no per-row Python, no groupby.
+    """
+    ids, values = feature_matrix(tables, as_of, policy)
+    return pd.DataFrame(values, index=pd.Index(ids, name="household_id", dtype=object),
                         columns=_COLUMNS.view(), copy=False)

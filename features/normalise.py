@@ -124,27 +124,49 @@ def _months(values: list[Any]) -> np.ndarray | None:
 
 _READERS = {"str": _strings, "cat": _strings, "int": _ints, "money": _money, "date": _dates,
             "date_or_null": _dates, "month": _months}
+# Values a bundle's pydantic model has already held to the contract (``domain.bundle``): straight in.
+_VALIDATED = {"str": object, "cat": object, "month": object, "int": np.int64, "money": np.float64,
+              "date": "datetime64[D]", "date_or_null": "datetime64[D]"}
+_EPOCH_MONTH = 1970 * 12
 
 
-def arrays_from_rows(name: str, rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any] | None = None
-               ) -> dict[str, np.ndarray]:
-    """One table's rows (dicts) as normalised column arrays; ``fixed`` columns take one value for all.
+def arrays_from_rows(name: str, rows: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any] | None = None,
+                     given: Mapping[str, Sequence[Any]] | None = None, validated: bool = False
+                     ) -> dict[str, np.ndarray]:
+    """One table's rows (dicts) as normalised column arrays; ``fixed`` columns take one value for all,
+    ``given`` columns take the values listed (one per row) instead of the rows' own.
 
     Values in the contract's own form go straight into arrays; a table holding anything else goes
     through :func:`normalise_table`, which gives the same values and raises the same errors.
+    ``validated``: the rows come from bundles ``domain.bundle`` has validated (JSON strings, ints,
+    numbers, ``YYYY-MM-DD`` dates or null): their values are not looked at again.
     """
     fixed = fixed or {}
+    given = given or {}
     arrays: dict[str, np.ndarray] = {}
     for col, kind in TABLE_COLUMNS[name].items():
-        values = [fixed[col]] * len(rows) if col in fixed else [r.get(col) for r in rows]
+        if col in given:
+            values = list(given[col])
+        else:
+            values = [fixed[col]] * len(rows) if col in fixed else [r.get(col) for r in rows]
+        if validated:
+            array = np.array(values, dtype=_VALIDATED[kind])
+            arrays[col] = array.astype("datetime64[ns]") if kind in ("date", "date_or_null") else array
+            continue
         array = _READERS[kind](values)
         if array is None:
             frame = pd.DataFrame([{**{c: r.get(c) for c in TABLE_COLUMNS[name]}, **fixed} for r in rows],
                                  columns=list(TABLE_COLUMNS[name]))
+            for c, v in given.items():
+                frame[c] = pd.Series(list(v), dtype=object)
             normal = normalise_table(name, frame)
             return {c: normal[c].to_numpy() for c in normal.columns}
         arrays[col] = array
     if name == "income":
-        arrays["month_index"] = np.array([int(m[:4]) * 12 + int(m[5:7]) - 1 for m in arrays["month"]],
-                                         dtype=np.int64)
+        if validated:  # YYYY-MM: numpy parses the months in one pass
+            months = np.array(arrays["month"].tolist(), dtype="datetime64[M]").astype(np.int64) + _EPOCH_MONTH
+            arrays["month_index"] = months
+        else:
+            arrays["month_index"] = np.array([int(m[:4]) * 12 + int(m[5:7]) - 1 for m in arrays["month"]],
+                                             dtype=np.int64)
     return arrays

@@ -115,6 +115,44 @@ def tables_from_bundle(bundle: Mapping[str, Any]) -> Tables:
     })
 
 
+def tables_from_bundles(bundles: Sequence[Mapping[str, Any]]) -> Tables:
+    """Several validated bundles as one :class:`Tables`, for features built for them all at once.
+
+    Bundle ``i``'s household is renamed ``f"{i:07d}"`` (so the households' sorted order is the
+    bundles' order, and row ``i`` of ``build_features`` is bundle ``i``) and its persons
+    ``f"{i:07d}:{person_id}"``: two bundles may hold the same household (at two dates) or reuse
+    person ids (``P0001`` in each) without their rows mixing. A household's features depend on its
+    own rows only, so bundle ``i``'s row equals ``build_features(tables_from_bundle(bundle))``.
+    The bundles must have been validated (``domain.bundle``): their values are read as they are.
+    """
+    codes = [f"{i:07d}" for i in range(len(bundles))]
+    households, members, income, claims, assistance = [], [], [], [], []
+    owner_of_member, owner_of_assistance, member_ids, income_ids, claim_ids = [], [], [], [], []
+    for code, b in zip(codes, bundles, strict=True):
+        households.append(b["household"])
+        ms, inc, cl, a = b.get("members") or [], b.get("income") or [], b.get("claims") or [], b.get("assistance") or []
+        owner_of_member.extend([code] * len(ms))
+        owner_of_assistance.extend([code] * len(a))
+        members.extend(ms)
+        income.extend(inc)
+        claims.extend(cl)
+        assistance.extend(a)
+        prefix = code + ":"
+        member_ids.extend([prefix + str(r.get("person_id")) for r in ms])
+        income_ids.extend([prefix + str(r.get("person_id")) for r in inc])
+        claim_ids.extend([prefix + str(r.get("person_id")) for r in cl])
+    return Tables.from_arrays({
+        "households": arrays_from_rows("households", households, given={"household_id": codes}, validated=True),
+        "persons": arrays_from_rows("persons", members, given={"household_id": owner_of_member,
+                                                              "person_id": member_ids}, validated=True),
+        "income": arrays_from_rows("income", income, given={"person_id": income_ids}, validated=True),
+        "claims": arrays_from_rows("claims", claims, given={"person_id": claim_ids}, validated=True),
+        "assistance": arrays_from_rows("assistance", assistance, given={"household_id": owner_of_assistance},
+                                       validated=True),
+        "verifications": arrays_from_rows("verifications", []),
+    })
+
+
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
     out = []
     for row in frame.loc[:, list(columns)].to_dict("records"):
@@ -164,4 +202,5 @@ __all__ = [
     "CATEGORIES", "DIAGNOSIS_GROUPS", "EMPLOYMENT", "FINDINGS", "HOUSING", "HUKOU_TYPES", "INCOME_SOURCES",
     "PROGRAMS", "RELATIONS", "SETTINGS", "SEXES", "TABLE_COLUMNS", "TOWNS_DEFAULT", "Tables", "bundle_from_tables",
     "empty_table", "make_tables", "month_index", "month_index_of", "normalise_table", "tables_from_bundle",
+    "tables_from_bundles",
 ]
