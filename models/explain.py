@@ -81,15 +81,22 @@ def top_reasons(explanation: Explanation, schema: FeatureSchema, values: np.ndar
 
     A feature that contributed exactly nothing is no reason, so fewer than k may come back.
     """
-    ranked = sorted(range(len(schema.entries)),
-                    key=lambda j: (-abs(explanation.contributions[schema.entries[j].id]), j))
+    row = np.array([explanation.contributions[e.id] for e in schema.entries])
+    return reasons_from(row, np.asarray(values, dtype="float64"), schema, k)
+
+
+def reasons_from(contributions: np.ndarray, values: np.ndarray, schema: FeatureSchema,
+                 k: int = TOP_REASONS) -> list[dict]:
+    """:func:`top_reasons` from one row of contributions (schema order, without the base value) and
+    the household's feature values (schema order): ties in size go to the feature listed first."""
+    order = np.argsort(-np.abs(contributions), kind="stable")[:k].tolist()
+    picked = contributions[order].tolist()
+    shown = values[order].tolist()
     out = []
-    for j in ranked[:k]:
-        e = schema.entries[j]
-        c = explanation.contributions[e.id]
+    for j, c, v in zip(order, picked, shown, strict=True):
         if c == 0.0 and out:
             break
-        v = float(values[j])
+        e = schema.entries[j]
         out.append({
             "feature": e.id, "label": e.label_zh,
             "value": None if math.isnan(v) else v,

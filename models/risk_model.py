@@ -9,6 +9,7 @@ calibration and the capacity thresholds, all in one self-describing folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import PlattCalibrator
-from models.explain import Explanation, contributions, explain_rows, explainer_for, top_reasons
+from models.explain import Explanation, contributions, explain_rows, explainer_for, reasons_from, top_reasons
 from models.fast_shap import FastTreeShap
-from models.schema import FeatureSchema
+from models.schema import FeatureSchema, FeatureSchemaError
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model_meta.json"
@@ -41,6 +42,17 @@ class Thresholds:
         """``high`` / ``medium`` / ``low`` per probability, as Python strings (an object array: taking
         from it copies pointers, where ``np.where`` on strings would build fixed-width strings)."""
         return _BAND_NAMES[np.where(p >= self.flag, 0, np.where(p >= self.medium, 1, 2))]
+
+
+@dataclass(frozen=True)
+class MatrixScores:
+    """Scores and exact explanations of the rows of a feature matrix (schema order)."""
+
+    contributions: np.ndarray  # (n, n_features + 1), log-odds, base value last
+    raw_score: np.ndarray      # base value + the sum of the contributions
+    probability: np.ndarray    # calibrated
+    band: np.ndarray           # "high" / "medium" / "low" (object array)
+    flagged: np.ndarray        # bool
 
 
 @dataclass
@@ -95,6 +107,34 @@ class RiskModel:
                    thresholds=Thresholds(flag=t["flag"], medium=t["medium"], capacity=t["capacity"]), meta=doc)
 
     # ---- scoring ------------------------------------------------------------------------------
+    def positions(self, feature_ids: Sequence[str]) -> np.ndarray:
+        """Where each of this model's features sits among ``feature_ids`` (e.g. the catalogue's
+        ``FEATURE_IDS``, the columns of :func:`features.build.feature_matrix`); cached per order."""
+        key = tuple(feature_ids)
+        cache = self.__dict__.setdefault("_positions", {})
+        if key not in cache:
+            where = {f: j for j, f in enumerate(key)}
+            missing = [f for f in self.schema.ids if f not in where]
+            if missing:
+                raise FeatureSchemaError(f"the features lack {missing}, which the model of {self.risk} needs")
+            cache[key] = np.array([where[f] for f in self.schema.ids], dtype=np.intp)
+        return cache[key]
+
+    def score_matrix(self, x: np.ndarray) -> MatrixScores:
+        """Scores and exact explanations of the rows of ``x`` (schema order, checked by the caller
+        with ``schema.check_matrix`` or ``row_problems``). The raw score is the base value plus the
+        contributions, as in :meth:`score_rows`: the explanation and the score are one computation."""
+        contrib = self.contributions(np.ascontiguousarray(x, dtype="float64"))
+        raw = contrib[:, -1] + contrib[:, :-1].sum(axis=1)
+        p = self.calibrator.transform(raw)
+        return MatrixScores(contributions=contrib, raw_score=raw, probability=p, band=self.thresholds.band(p),
+                            flagged=p >= self.thresholds.flag)
+
+    def reasons(self, contributions: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+        """The top reasons of one row of :attr:`MatrixScores.contributions` (base value last) and
+        its feature values (schema order), as the API returns them."""
+        return reasons_from(contributions[:-1], values, self.schema)
+
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
         ids = self.schema.ids
         if list(features.columns) != ids and set(ids) <= set(features.columns):

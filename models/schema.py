@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -112,21 +112,38 @@ class FeatureSchema:
             x = frame.to_numpy(dtype="float64")
         except (TypeError, ValueError) as exc:
             raise FeatureSchemaError(f"features must be numeric: {exc}") from exc
-        # per-column extremes in two reductions (NaN is skipped: missing passes); an infinite value
-        # shows up as an infinite extreme
+        return self.check_matrix(x)
+
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo = np.array([-np.inf if e.minimum is None else e.minimum - 1e-9 for e in self.entries])
         hi = np.array([np.inf if e.maximum is None else e.maximum + 1e-9 for e in self.entries])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no extremes: fine
-            mn, mx = np.nanmin(x, axis=0, initial=np.inf), np.nanmax(x, axis=0, initial=-np.inf)
-        if len(x) and (np.isinf(mn[mn != np.inf]).any() or np.isinf(mx[mx != -np.inf]).any()
-                       or (mn < lo).any() or (mx > hi).any()):
-            for j, e in enumerate(self.entries):  # only on failure: name the first offending feature
-                col = x[:, j]
-                if np.isinf(col).any():
-                    raise FeatureSchemaError(f"feature {e.id!r} is infinite")
-                if (col < lo[j]).any():
-                    raise FeatureSchemaError(f"feature {e.id!r} below its minimum {e.minimum}")
-                if (col > hi[j]).any():
-                    raise FeatureSchemaError(f"feature {e.id!r} above its maximum {e.maximum}")
+        return lo, hi
+
+    def check_matrix(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (rows × the schema's features, in its order) if every value is in range or missing;
+        otherwise :class:`FeatureSchemaError` naming the first offending feature."""
+        problems = self.row_problems(x)
+        if problems:
+            raise FeatureSchemaError(next(iter(problems.values())))
         return x
+
+    def row_problems(self, x: np.ndarray) -> dict[int, str]:
+        """Per offending row (position in ``x``), what is wrong with its first offending feature:
+        infinite, or outside its range. Empty when all rows are fine (the common case costs two
+        comparisons per value; NaN passes)."""
+        if x.ndim != 2 or x.shape[1] != len(self.entries):
+            raise FeatureSchemaError(f"expected {len(self.entries)} feature columns, got shape {x.shape}")
+        lo, hi = self._bounds
+        with np.errstate(invalid="ignore"):
+            bad = (x < lo) | (x > hi) | np.isinf(x)
+        if not bad.any():
+            return {}
+        out: dict[int, str] = {}
+        for i in np.flatnonzero(bad.any(axis=1)).tolist():
+            j = int(np.flatnonzero(bad[i])[0])
+            e, v = self.entries[j], x[i, j]
+            out[i] = (f"feature {e.id!r} is infinite" if np.isinf(v) else
+                      f"feature {e.id!r} below its minimum {e.minimum}" if v < lo[j] else
+                      f"feature {e.id!r} above its maximum {e.maximum}")
+        return out
