@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.known import ages_on
+from features.known import Known, is_in
 from features.policy import PolicyBook, PolicyVersion
 from features.tables import Tables
 from policy.parameters import EligibilityBook, EligibilityVersion
@@ -71,23 +72,37 @@ class Facts:
         return None if self.income_12m is None else self.income_12m / self.n / 12
 
 
-def household_facts(tables: Tables, as_of: dt.date, policy: PolicyBook, features: pd.Series | None = None) -> Facts:
-    """``features``: the household's feature row as of ``as_of`` when the caller already built it
-    (the API builds it once for the models, the lists and this)."""
+def household_facts(tables: Tables, as_of: dt.date, policy: PolicyBook, features: Mapping[str, float] | None = None
+                    ) -> Facts:
+    """One household's facts. ``features``: its feature row as of ``as_of`` (a Series or a mapping of
+    feature id to value) when the caller already built it (the API builds it once for the models,
+    the lists and this)."""
     f = build_features(tables, as_of, policy).iloc[0] if features is None else features
-    births = tables.array("persons", "birth_date").astype("datetime64[ns]")
-    alive = births <= np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns")  # as cut_to: born by T
-    age = ages_on(births[alive], pd.Timestamp(as_of).date())
-    grade = tables.array("persons", "disability_grade")[alive]
-    unable = (age >= 60) | (age < 16) | np.isin(grade, (1, 2))
+    n_unable, rural = household_inputs(tables, as_of)
+    return facts_from(f, int(n_unable[0]), bool(rural[0]))
+
+
+def household_inputs(tables: Tables, as_of: dt.date | str) -> tuple[np.ndarray, np.ndarray]:
+    """What the definitions need beyond the features, for every household of ``tables`` in the
+    order of :func:`features.build.build_features`' rows (sorted ids): members unable to work
+    (aged ≥ 60 or < 16, or disability grade 1-2, among those born by ``as_of``) and a rural hukou."""
+    known = Known(tables, pd.Timestamp(as_of).date())
+    p = known.persons()
+    age = known.ages()
+    unable = (age >= 60) | (age < 16) | np.isin(p["disability_grade"], (1, 2))
+    n_unable = np.bincount(p["hh"][unable], minlength=known.n)
+    return n_unable, is_in(known.household("hukou_type"), "rural")
+
+
+def facts_from(f: Mapping[str, float], n_unable: int, rural: bool) -> Facts:
+    """:class:`Facts` from a household's features (id → value) and :func:`household_inputs`."""
     n = int(f["n_members"])
-    inc = f["income_12m_per_capita_month"]
+    inc = float(f["income_12m_per_capita_month"])
     on = frozenset(k.removeprefix("on_") for k in ("on_dibao", "on_dibao_edge", "on_tekun", "on_expenditure_hardship")
                    if f[k] > 0)
-    return Facts(n=n, income_12m=None if math.isnan(inc) else float(inc) * n * 12, rigid_12m=float(f["oop_12m"]),
+    return Facts(n=n, income_12m=None if math.isnan(inc) else inc * n * 12, rigid_12m=float(f["oop_12m"]),
                  assets_pc=float(f["financial_assets_per_capita"]), properties=int(f["property_count"]),
-                 vehicles=int(f["vehicle_count"]), rural=bool(tables.array("households", "hukou_type")[0] == "rural"),
-                 on=on, n_unable=int(np.sum(unable)))
+                 vehicles=int(f["vehicle_count"]), rural=rural, on=on, n_unable=n_unable)
 
 
 def _income_known(c: ProgramCheck, x: Facts) -> bool:
@@ -184,11 +199,15 @@ CHECKS = (check_dibao, check_edge_income, check_edge_expenditure, check_expendit
 
 
 def check_programs(tables: Tables, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook,
-                   features: pd.Series | None = None) -> dict[str, Any]:
+                   features: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The calculator's answer for one household: every programme with its steps, and the
     parameter versions used."""
+    return programs_for(household_facts(tables, as_of, policy, features), as_of, policy, eligibility)
+
+
+def programs_for(x: Facts, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook) -> dict[str, Any]:
+    """:func:`check_programs` from the household's :class:`Facts`."""
     v, e = policy.at(as_of), eligibility.at(as_of)
-    x = household_facts(tables, as_of, policy, features)
     return {"programs": [check(x, v, e).as_dict() for check in CHECKS],
             "parameters": {"version": v.version, "effective_from": v.effective_from.isoformat(),
                            "eligibility_version": e.version}}

@@ -18,7 +18,8 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Union
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import BY_ID, FEATURE_IDS
+from features.dated import in_force_by_id
 from features.io import policy_file_text
 from features.policy import PolicyBook, PolicyVersion
 
@@ -132,7 +134,7 @@ class ListDefinition:
     condition: Group
     active: bool = True
 
-    @property
+    @cached_property
     def features(self) -> frozenset[str]:
         return frozenset(_features_of(self.condition))
 
@@ -143,17 +145,15 @@ class ListBook:
 
     definitions: tuple[ListDefinition, ...]
     rules: Mapping[str, float]
+    _in_force: dict[dt.date, tuple[ListDefinition, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, as_of: dt.date | str | pd.Timestamp) -> tuple[ListDefinition, ...]:
         """The lists in force on ``as_of``: per id, the version with the latest ``effective_from``
         on or before it (none if that version is withdrawn), in the order ids first appear."""
         day = _as_date(as_of)
-        current: dict[str, ListDefinition] = {}
-        for d in self.definitions:
-            if d.effective_from <= day and (d.id not in current or d.effective_from >= current[d.id].effective_from):
-                current[d.id] = d
-        order = list(dict.fromkeys(d.id for d in self.definitions))
-        return tuple(current[i] for i in order if i in current and current[i].active)
+        if day not in self._in_force:
+            self._in_force[day] = in_force_by_id(self.definitions, day)
+        return self._in_force[day]
 
 
 # ---- loading and checking ------------------------------------------------------------------------
@@ -284,6 +284,10 @@ def _is_number(x: Any) -> bool:
 
 
 def _as_date(as_of: dt.date | str | pd.Timestamp) -> dt.date:
+    if type(as_of) is dt.date:
+        return as_of
+    if isinstance(as_of, str) and len(as_of) == 10:
+        return dt.date.fromisoformat(as_of)
     return pd.Timestamp(as_of).date()
 
 
@@ -343,6 +347,13 @@ def evaluate(node: Node, f: _Frame) -> np.ndarray:
     return hit if node.kind == "any" else ~hit
 
 
+def holds_for(node: Node, columns: Mapping[str, np.ndarray], v: PolicyVersion | None = None,
+              rules: Mapping[str, float] | None = None) -> np.ndarray:
+    """``node`` for many households at once: ``columns`` maps feature ids to arrays of one length."""
+    n = len(next(iter(columns.values()), ()))
+    return evaluate(node, _Frame({c: columns[c] for c in _features_of(node)}, n, v, rules or {}))
+
+
 def holds_at(node: Node, row: Mapping[str, float | None], v: PolicyVersion | None,
              rules: Mapping[str, float]) -> bool:
     """``node`` for one household's feature values (a row of the features frame, or a mapping)."""
@@ -350,18 +361,23 @@ def holds_at(node: Node, row: Mapping[str, float | None], v: PolicyVersion | Non
     return bool(evaluate(node, _Frame(cols, 1, v, rules))[0])
 
 
-def _evaluate_lists(features: pd.DataFrame, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
+Columns = Union[pd.DataFrame, Mapping[str, np.ndarray]]  # noqa: UP007 - a runtime alias
+
+
+def _evaluate_lists(features: Columns, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
                     book: ListBook) -> tuple[tuple[ListDefinition, ...], _Frame, np.ndarray]:
-    """The lists in force, the frame's columns with the parameters in force, and the matrix."""
+    """The lists in force, the features' columns with the parameters in force, and the matrix.
+    ``features``: the features frame, or its columns as arrays of one length (feature id → array)."""
     day = _as_date(as_of)
     lists = book.at(day)
-    have = set(features.columns.tolist())
+    have = set(features.columns.tolist() if isinstance(features, pd.DataFrame) else features)
     for d in lists:
         missing = sorted(d.features - have)
         if missing:
             raise KeyError(f"the features frame lacks {missing}, needed by list {d.id!r}")
-    f = _Frame(features, len(features), policy.at(day), {**book.rules, **policy.rules})
-    matrix = np.empty((len(features), len(lists)), dtype=bool)
+    n = len(features) if isinstance(features, pd.DataFrame) else len(next(iter(features.values()), ()))
+    f = _Frame(features, n, policy.at(day), {**book.rules, **policy.rules})
+    matrix = np.empty((n, len(lists)), dtype=bool)
     for j, d in enumerate(lists):
         matrix[:, j] = evaluate(d.condition, f)
     return lists, f, matrix
@@ -376,12 +392,13 @@ def list_matrix(features: pd.DataFrame, as_of: dt.date | str | pd.Timestamp, pol
     return pd.DataFrame(matrix, index=features.index, columns=pd.Index([d.id for d in lists], dtype=object))
 
 
-def household_lists(features: pd.DataFrame, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
+def household_lists(features: Columns, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
                     book: ListBook) -> list[list[dict[str, Any]]]:
-    """Per row of ``features``, the lists it is on, in book order: ``{"list", "label", "version",
-    "why"}``, ``why`` a Chinese sentence with the household's own values against the thresholds."""
+    """Per household (row of ``features``, or position in its column arrays), the lists it is on, in
+    book order: ``{"list", "label", "version", "why"}``, ``why`` a Chinese sentence with the
+    household's own values against the thresholds."""
     lists, f, matrix = _evaluate_lists(features, as_of, policy, book)
-    out: list[list[dict[str, Any]]] = [[] for _ in range(len(features))]
+    out: list[list[dict[str, Any]]] = [[] for _ in range(f.n)]
     for j, d in enumerate(lists):
         rows = np.flatnonzero(matrix[:, j])
         if len(rows):

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.catalog import BY_ID, FEATURE_IDS
+from features.dated import in_force_by_id
 from features.io import policy_file_text
 from features.risks import RISK_LABELS
 from policy.calculator import PROGRAM_LABELS
@@ -35,6 +37,7 @@ from policy.lists import (
     _text,
     _where,
     holds_at,
+    holds_for,
     parse_items,
 )
 
@@ -65,18 +68,15 @@ class MeasureBook:
     """Every version of every measure, in file order."""
 
     measures: tuple[Measure, ...]
+    _in_force: dict[dt.date | None, tuple[Measure, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, as_of: dt.date | str | pd.Timestamp | None = None) -> tuple[Measure, ...]:
         """The measures in force on ``as_of`` (None: the latest version of each), in the order ids
         first appear; a withdrawn version (``active = false``) leaves its measure out."""
         day = None if as_of is None else _as_date(as_of)
-        current: dict[str, Measure] = {}
-        for m in self.measures:
-            if (day is None or m.effective_from <= day) and (
-                    m.id not in current or m.effective_from >= current[m.id].effective_from):
-                current[m.id] = m
-        order = list(dict.fromkeys(m.id for m in self.measures))
-        return tuple(current[i] for i in order if i in current and current[i].active)
+        if day not in self._in_force:
+            self._in_force[day] = in_force_by_id(self.measures, day)
+        return self._in_force[day]
 
 
 def load_measures(path: str | Path | None = None) -> MeasureBook:
@@ -129,10 +129,29 @@ def _triggers(raw: Any, where: str, known: Mapping[str, set[Any]]) -> tuple[Trig
     return tuple(out)
 
 
+def excluded_measures(book: MeasureBook, as_of: dt.date | str | pd.Timestamp | None,
+                      columns: Mapping[str, np.ndarray]) -> list[frozenset[str]]:
+    """Per household (position in ``columns``' arrays, feature id → values), the ids of the
+    measures in force whose ``unless`` conditions hold: what :func:`warm_list` leaves out, for many
+    households at once (the same evaluation as ``features=``, vectorised)."""
+    n = len(next(iter(columns.values()), ()))
+    out: list[set[str]] = [set() for _ in range(n)]
+    for m in book.at(as_of):
+        if not m.unless:
+            continue
+        hit = np.zeros(n, dtype=bool)
+        for node in m.unless:
+            hit |= holds_for(node, columns)
+        for i in np.flatnonzero(hit).tolist():
+            out[i].add(m.id)
+    return [frozenset(x) for x in out]
+
+
 def warm_list(lists: Sequence[Mapping[str, Any]], programs: Sequence[Mapping[str, Any]],
               scores: Sequence[Mapping[str, Any]] | None, book: MeasureBook, *,
               as_of: dt.date | str | pd.Timestamp | None = None,
-              features: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+              features: Mapping[str, float] | None = None,
+              excluded: Collection[str] | None = None) -> list[dict[str, Any]]:
     """The measures proposed for one household, in the book's order, each once:
     ``{"measure", "label", "detail", "version", "proposed_by": [{"kind", "id", "label"}]}``.
 
@@ -142,7 +161,8 @@ def warm_list(lists: Sequence[Mapping[str, Any]], programs: Sequence[Mapping[str
     risks count, and only reasons that raise them (positive contribution). ``as_of`` picks the
     measures' versions (None: the latest). ``features`` (the household's feature row) lets the
     ``unless`` conditions leave out what the household already receives; without it they are not
-    applied, and the wording ("建议核实是否已享受") still holds.
+    applied, and the wording ("建议核实是否已享受") still holds. ``excluded``: instead of
+    ``features``, the ids :func:`excluded_measures` found for the household.
     """
     fired: dict[tuple[str, str], str] = {}
     for item in lists:
@@ -164,7 +184,10 @@ def warm_list(lists: Sequence[Mapping[str, Any]], programs: Sequence[Mapping[str
               if (t.kind, t.id) in fired]
         if not by:
             continue
-        if features is not None and any(holds_at(node, features, None, {}) for node in m.unless):
+        if excluded is not None:
+            if m.id in excluded:
+                continue
+        elif features is not None and any(holds_at(node, features, None, {}) for node in m.unless):
             continue
         out.append({"measure": m.id, "label": m.label_zh, "detail": m.description_zh, "version": m.version,
                     "proposed_by": by})
