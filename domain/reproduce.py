@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from domain.bundle import Bundle
 from domain.loader import load_version
-from domain.scoring import Scorer
+from domain.scoring import Scored, Scorer
 from features.policy import PolicyBook
 from store.audit import AuditRecord
 
@@ -43,9 +43,12 @@ def reproduce(record: AuditRecord, policy: PolicyBook) -> list[Difference]:
     """The differences between the stored scores and a fresh scoring (empty when identical)."""
     client = MlflowClient()
     models = [load_version(m["name"], str(m["version"]), client) for m in record.models]
-    scored = Scorer(models=models, policy=policy).score(Bundle.model_validate(record.request))
+    Bundle.model_validate(record.request)  # held to the same rules as when it was received
+    scored = Scorer(models=models, policy=policy).score(record.request)
+    if not isinstance(scored, Scored):
+        return [Difference("*", "features", "scored", f"not scorable now: {scored.message}")]
     diffs = []
-    for stored, now in zip(record.scores, scored.record.scores, strict=True):
+    for stored, now in zip(record.scores, scored.scores, strict=True):
         for field in COMPARED:
             if not same(stored.get(field), now.get(field)):
                 diffs.append(Difference(stored["risk"], field, stored.get(field), now.get(field)))
