@@ -16,14 +16,17 @@ it into a report, say) closes that gap.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, create_engine, event, insert, or_, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from store.migrate import schema_lock, upgrade
@@ -55,6 +58,39 @@ class AuditRecord:
     @property
     def flagged(self) -> bool:
         return any(bool(s.get("flagged")) for s in self.scores)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A record to append, its JSON already rendered: the scoring path renders the response once
+    and keeps those very bytes, so what is stored is exactly what was returned."""
+
+    request_id: str
+    created_at: dt.datetime
+    kind: str
+    household_id: str
+    as_of: str
+    models: list[dict[str, str]]
+    flagged: bool
+    request: str    # JSON
+    scores: str     # JSON
+    response: str   # JSON
+
+    @classmethod
+    def of(cls, r: AuditRecord) -> AuditEntry:
+        return cls(request_id=r.request_id, created_at=r.created_at, kind=r.kind, household_id=r.household_id,
+                   as_of=r.as_of, models=r.models, flagged=r.flagged, request=_dumps(r.request),
+                   scores=_dumps(r.scores), response=_dumps(r.response))
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an entry landed in the chain."""
+
+    request_id: str
+    seq: int
+    prev_hash: str
+    record_hash: str
 
 
 @dataclass(frozen=True)
@@ -108,6 +144,40 @@ def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
     cur.close()
 
 
+class _WriterLock:
+    """Writers of one SQLite file take turns on a lock file (``<db>.writer-lock``) before they begin.
+
+    SQLite's own write lock makes a second writer poll (its busy handler sleeps 1, 2, 5, 10 … ms
+    between tries), so two worker processes' commits would wait on sleeps, not on each other; an
+    ``flock`` wakes the next writer as soon as the first is done. Threads of one process take a
+    thread lock first (``flock`` is per open file, not per thread). Elsewhere (PostgreSQL's row
+    lock wakes waiters itself; an in-memory database has one process) it does nothing."""
+
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self.path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
 class AuditStore:
     def __init__(self, url: str) -> None:
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -119,6 +189,7 @@ class AuditStore:
             kwargs["connect_args"] = {"connect_timeout": 5}
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
+        self._writers = _WriterLock(self.engine.url.database if url.startswith("sqlite") else None)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_wal)
 
@@ -142,29 +213,49 @@ class AuditStore:
     def write(self, records: list[AuditRecord]) -> list[AuditRecord]:
         """Appends all records in one transaction, chained; raises :class:`AuditUnavailable` if the
         transaction does not commit (then nothing of it is stored)."""
-        texts = [{"request_id": r.request_id, "created_at": r.created_at, "kind": r.kind,
-                  "household_id": r.household_id, "as_of": r.as_of,
-                  "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in r.models),
-                  "flagged": r.flagged, "models": _dumps(r.models), "request": _dumps(r.request),
-                  "scores": _dumps(r.scores), "response": _dumps(r.response)} for r in records]
+        placed = self.append([AuditEntry.of(r) for r in records])
+        return [AuditRecord(**{**r.__dict__, "seq": a.seq, "prev_hash": a.prev_hash, "record_hash": a.record_hash})
+                for r, a in zip(records, placed, strict=True)]
+
+    def append(self, entries: list[AuditEntry], conn: Connection | None = None) -> list[Appended]:
+        """Appends all entries in one transaction (one commit, one fsync), chained in list order;
+        raises :class:`AuditUnavailable` if the transaction does not commit (then nothing of it is
+        stored). Writers serialise on the chain head's row, so the chain stays linear across
+        threads, worker processes and hosts. ``conn``: a connection the caller keeps open (the
+        group committer's), outside any transaction; by default one from the pool."""
+        rows: list[dict[str, Any]] = []
         try:
-            with self.engine.begin() as conn:
-                # take the chain's lock first: a no-op update locks the row (PostgreSQL) or the file (SQLite)
-                conn.execute(update(audit_chain).where(audit_chain.c.id == 1).values(seq=audit_chain.c.seq))
-                seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
-                                         .where(audit_chain.c.id == 1)).one()
-                rows = []
-                for t in texts:
+            if conn is None:
+                with self.engine.connect() as own:
+                    return self.append(entries, own)
+            with self._writers, conn.begin():
+                seq, head = self._lock_chain(conn)
+                for e in entries:
                     seq += 1
-                    row = {**t, "seq": seq, "prev_hash": head}
+                    row = {"request_id": e.request_id, "created_at": e.created_at, "kind": e.kind,
+                           "household_id": e.household_id, "as_of": e.as_of,
+                           "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in e.models),
+                           "flagged": e.flagged, "models": _dumps(e.models), "request": e.request,
+                           "scores": e.scores, "response": e.response, "seq": seq, "prev_hash": head}
                     head = row["record_hash"] = record_hash(head, row)
                     rows.append(row)
                 conn.execute(insert(audit_records), rows)
                 conn.execute(update(audit_chain).where(audit_chain.c.id == 1).values(seq=seq, head_hash=head))
         except Exception as exc:
             raise AuditUnavailable(f"audit store did not commit: {type(exc).__name__}") from exc
-        return [AuditRecord(**{**r.__dict__, "seq": row["seq"], "prev_hash": row["prev_hash"],
-                               "record_hash": row["record_hash"]}) for r, row in zip(records, rows, strict=True)]
+        return [Appended(r["request_id"], r["seq"], r["prev_hash"], r["record_hash"]) for r in rows]
+
+    def _lock_chain(self, conn: Connection) -> tuple[int, str]:
+        """Takes the chain's lock (a no-op update locks the head's row in PostgreSQL, the database in
+        SQLite) and reads the head, in one statement where the database can return from an update."""
+        lock = update(audit_chain).where(audit_chain.c.id == 1).values(seq=audit_chain.c.seq)
+        if self.engine.dialect.update_returning:
+            seq, head = conn.execute(lock.returning(audit_chain.c.seq, audit_chain.c.head_hash)).one()
+        else:
+            conn.execute(lock)
+            seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
+                                     .where(audit_chain.c.id == 1)).one()
+        return int(seq), str(head)
 
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
