@@ -23,7 +23,8 @@ def _roles_of(request: Request, key: str) -> frozenset[str] | None:
 def require(*roles: str) -> Callable[..., str]:
     """A dependency that admits keys holding any of ``roles`` and returns the role used."""
 
-    def dependency(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    async def dependency(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+                         ) -> str:
         if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -69,7 +69,8 @@ class ScoreResponse(BaseModel):
     household_id: str
     as_of: str
     scores: list[RiskScore]
-    lists: list[ListEntry] = Field([], description="today's rule-based high-risk lists (高风险名单) the household is on")
+    lists: list[ListEntry] = Field([], description="today's rule-based high-risk lists (高风险名单) the household "
+                                                   "is on")
     eligible_programs: list[str] = Field([], description="programmes the policy calculator says it likely "
                                                          "qualifies for (see /v1/policy/check for the steps)")
     warm_list: list[Measure] = Field([], description="暖心清单: measures that fit the household, each with the "
@@ -234,3 +235,16 @@ class HouseholdFile(BaseModel):
     history: list[HistoryEntry] = Field(description="score history across API requests and nightly batches, "
                                                     "newest first")
     feedback: list[FeedbackResponse]
+
+
+# ---- documented error answers (serving/errors.py maps each failure to its status) ----------------
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or unknown API key"},
+    403: {"model": ErrorResponse, "description": "the key's role may not call this endpoint"},
+    422: {"model": ErrorResponse, "description": "bad input: each item names the field (`loc`) and why (`msg`); "
+                                                 "a body that is not JSON names `body`"},
+    503: {"model": ErrorResponse, "description": "models not loaded or the store unreachable; nothing was scored"},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 413: {"model": ErrorResponse, "description": "request body larger than the configured limit"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorResponse, "description": "no such record"}}

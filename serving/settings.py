@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, description="defaults to MLFLOW_TRACKING_URI or MLflow's default")
     policy_path: str | None = Field(None, description="policy parameter file; the packaged one by default")
     max_body_bytes: int = 8 * 1024 * 1024
+    scoring_threads: int = Field(2, ge=1, le=64, description="threads per worker process that validate and "
+                                 "score at once (CPU work; more than the cores only contend for the GIL)")
     max_batch_body_bytes: int = 128 * 1024 * 1024
 
     @field_validator("api_keys")

@@ -1,0 +1,40 @@
+"""``GET /v1/audit`` (search and CSV export) and ``GET /v1/audit/{request_id}`` (the full record)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+
+from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
+from serving.auth import require
+from serving.deps import AuditDep
+from serving.schemas import ERRORS, NOT_FOUND
+
+router = APIRouter(tags=["audit"])
+Auditor = Annotated[str, Depends(require("auditor"))]
+
+
+@router.get("/v1/audit", responses={**ERRORS, 200: {"content": {"text/csv": {}}}}, response_model=AuditPage,
+            summary="Search audit records, newest first; `format=csv` exports them as CSV")
+def audit_search(role: Auditor, q: Annotated[AuditQuery, Query()], store: AuditDep) -> Any:
+    records = store.query(household_id=q.household_id, since=q.since, until=q.until, model_name=q.model_name,
+                          model_version=q.model_version, flagged=q.flagged, before_seq=q.before_seq, limit=q.limit)
+    rows = [audit_summary(r) for r in records]
+    if q.format == "csv":
+        return Response(summaries_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+    next_seq = records[-1].seq if len(records) == q.limit else None
+    return {"records": rows, "next_before_seq": next_seq}
+
+
+@router.get("/v1/audit/{request_id}", responses=NOT_FOUND,
+            summary="What was received, the model versions, full contributions and the response as returned")
+def audit(request_id: str, role: Auditor, store: AuditDep) -> dict[str, Any]:
+    if len(request_id) > 64:
+        raise HTTPException(404, "no audit record with this request_id")
+    rec = store.get(request_id)
+    if rec is None:
+        raise HTTPException(404, "no audit record with this request_id")
+    return audit_detail(rec)

@@ -1,0 +1,32 @@
+"""``GET /v1/households/{household_id}``: 一户一档, the household file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from sqlalchemy.exc import SQLAlchemyError
+
+from domain.household_file import household_file
+from serving.auth import require
+from serving.deps import AdvisorDep, AuditDep, FeedbackDep
+from serving.errors import store_down
+from serving.schemas import NOT_FOUND, HouseholdFile
+
+router = APIRouter(tags=["households"])
+
+
+@router.get("/v1/households/{household_id}", response_model=HouseholdFile, responses=NOT_FOUND,
+            summary="一户一档: the household's latest features, score history, lists, eligibility, warm list "
+                    "and feedback")
+def household(role: Annotated[str, Depends(require("platform", "auditor"))],
+              household_id: Annotated[str, Path(min_length=1, max_length=64,
+                                                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")],
+              audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep) -> dict[str, Any]:
+    try:
+        answer = household_file(audit, feedback, advisor, household_id)
+    except SQLAlchemyError as exc:
+        raise store_down("household file unreadable", exc) from exc
+    if answer is None:
+        raise HTTPException(404, "the service has not scored this household")
+    return answer
