@@ -116,9 +116,7 @@ def _score(a: argparse.Namespace) -> int:
 
 
 def _serve(a: argparse.Namespace) -> int:
-    import uvicorn
-
-    from serving.app import create_app
+    from relief_risk.serve import serve
     from serving.settings import Settings
 
     if not os.environ.get("RELIEF_RISK_API_KEYS"):
@@ -136,13 +134,8 @@ def _serve(a: argparse.Namespace) -> int:
             print(f"  {r:9s} {k}")
         print(f"Try: python3 ../shared/checks/contract_check.py --url http://{a.host}:{a.port} "
               f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
-    settings = Settings()  # fail here, before forking workers, if the settings are wrong
-    if a.workers > 1:
-        uvicorn.run("serving.app:create_app_from_env", factory=True, workers=a.workers, host=a.host, port=a.port,
-                    log_level="info", access_log=False)
-    else:
-        uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level="info", access_log=False)
-    return 0
+    Settings()  # fail here, before starting workers, if the settings are wrong
+    return serve(a.host, a.port, a.workers)
 
 
 def _audit_store(a: argparse.Namespace):

@@ -1,0 +1,100 @@
+"""``relief-risk serve``: one uvicorn server, or several worker processes sharing the port.
+
+Several workers each bind their own listening socket with ``SO_REUSEPORT``, so the kernel spreads
+new connections over them. With uvicorn's own ``--workers`` they share one socket, and whichever
+worker wakes first accepts every connection waiting (asyncio accepts up to the backlog at once): a
+platform opening its 8 keep-alive connections together got all 8 served by one worker while the
+other idled, and two workers were slower than one. Each worker loads the models once
+(:func:`serving.app.create_app_from_env`); a worker that dies is started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+
+log = logging.getLogger("relief_risk.serve")
+
+RESTART_DELAY_S = 1.0
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(host: str, port: int, log_level: str) -> None:  # pragma: no cover - runs in a child process
+    import uvicorn
+
+    sock = _listening_socket(host, port, reuse_port=True)
+    config = uvicorn.Config("serving.app:create_app_from_env", factory=True, host=host, port=port,
+                            log_level=log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve(host: str, port: int, workers: int = 1, log_level: str = "info") -> int:
+    """Serves until SIGINT or SIGTERM. Settings come from the environment (``RELIEF_RISK_*``); the
+    caller checks them before, so a bad setting fails once, here, not in every worker."""
+    import uvicorn
+
+    from serving.app import create_app_from_env
+
+    if workers <= 1:
+        uvicorn.run(create_app_from_env(), host=host, port=port, log_level=log_level, access_log=False)
+        return 0
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise SystemExit("--workers > 1 needs SO_REUSEPORT (Linux, macOS, BSD)")
+    # The port must be free: a socket bound without SO_REUSEPORT fails where anything listens, even a
+    # server that would otherwise have let our workers join its group.
+    try:
+        _listening_socket(host, port, reuse_port=False).close()
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def start() -> BaseProcess:
+        p = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        p.start()
+        return p
+
+    children = [start() for _ in range(workers)]
+    log.info("serving on http://%s:%d with %d worker processes (pids %s)", host, port, workers,
+             ", ".join(str(p.pid) for p in children))
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in enumerate(children):
+                if not p.is_alive() and not stopping:
+                    log.error("worker %s exited with %s; starting another", p.pid, p.exitcode)
+                    time.sleep(RESTART_DELAY_S)
+                    children[i] = start()
+    finally:
+        for p in children:
+            if p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()  # SIGTERM: uvicorn finishes the requests in flight, then stops
+        for p in children:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
