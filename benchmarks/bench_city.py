@@ -56,7 +56,8 @@ class Stopwatch:
     def __call__(self, label: str, f: Any) -> Any:
         t, c = time.perf_counter(), time.process_time()
         out = f()
-        self.figures[label] = {"seconds": round(time.perf_counter() - t, 2), "cpu_seconds": round(time.process_time() - c, 2)}
+        self.figures[label] = {"seconds": round(time.perf_counter() - t, 2),
+                               "cpu_seconds": round(time.process_time() - c, 2)}
         return out
 
 
@@ -146,7 +147,8 @@ def child_join(engine: str, data: str, out: str) -> dict[str, Any]:
 
         def run() -> tuple[np.ndarray, np.ndarray]:
             h = pl.scan_parquet(f"{data}/households.parquet").select("household_id").with_row_index("hh")
-            p = pl.scan_parquet(f"{data}/persons.parquet").select("person_id", "household_id").join(h, on="household_id")
+            p = (pl.scan_parquet(f"{data}/persons.parquet").select("person_id", "household_id")
+                 .join(h, on="household_id"))
             frame = (pl.scan_parquet(f"{data}/income.parquet").select("person_id").with_row_index("row")
                      .join(p.select("person_id", "hh"), on="person_id").sort(["hh", "row"]).collect())
             return frame["row"].to_numpy(), frame["hh"].to_numpy()
@@ -234,7 +236,8 @@ def child_pandas(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
 
     def load() -> dict[str, pd.DataFrame]:
         return {"households": pd.read_parquet(f"{data}/households.parquet", columns=["household_id"]),
-                "persons": pd.read_parquet(f"{data}/persons.parquet", columns=["person_id", "household_id", "birth_date"]),
+                "persons": pd.read_parquet(f"{data}/persons.parquet",
+                                           columns=["person_id", "household_id", "birth_date"]),
                 "income": pd.read_parquet(f"{data}/income.parquet", columns=["person_id", "month", "amount"]),
                 "claims": pd.read_parquet(f"{data}/claims.parquet",
                                           columns=["person_id", "service_date", "setting", "out_of_pocket"])}
@@ -248,14 +251,18 @@ def child_pandas(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
         inc = f["income"]
         inc = inc.loc[(inc["month"] >= w["first_month"]) & (inc["month"] <= w["last_month"])].merge(p, on="person_id")
         c = f["claims"]
-        c = c.loc[(c["service_date"] > pd.Timestamp(w["after_12m"])) & (c["service_date"] <= t)].merge(p, on="person_id")
+        c = c.loc[(c["service_date"] > pd.Timestamp(w["after_12m"])) & (c["service_date"] <= t)]
+        c = c.merge(p, on="person_id")
         by = c.groupby("household_id")["out_of_pocket"]
+        since_6m = c["service_date"] > pd.Timestamp(w["after_6m"])
+        since_3m = c["service_date"] > pd.Timestamp(w["after_3m"])
         res = pd.DataFrame({
             "income_12m": inc.groupby("household_id")["amount"].sum(),
             "oop_12m": by.sum(),
-            "oop_6m": c.loc[c["service_date"] > pd.Timestamp(w["after_6m"])].groupby("household_id")["out_of_pocket"].sum(),
-            "oop_3m": c.loc[c["service_date"] > pd.Timestamp(w["after_3m"])].groupby("household_id")["out_of_pocket"].sum(),
-            "oop_12m_max_person": c.groupby(["household_id", "person_id"])["out_of_pocket"].sum().groupby(level=0).max(),
+            "oop_6m": c.loc[since_6m].groupby("household_id")["out_of_pocket"].sum(),
+            "oop_3m": c.loc[since_3m].groupby("household_id")["out_of_pocket"].sum(),
+            "oop_12m_max_person": (c.groupby(["household_id", "person_id"])["out_of_pocket"].sum()
+                                   .groupby(level=0).max()),
             "max_stay_oop_12m": c.loc[c["setting"] == "inpatient"].groupby("household_id")["out_of_pocket"].max(),
         })
         return res.reindex(f["households"]["household_id"].sort_values().to_numpy()).fillna(0.0)
@@ -305,7 +312,8 @@ def child_duckdb(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
     res_mem = sw("query", lambda: con.sql(_sql({t: f"mem_{t}" for t in files}, w)).df())
     assert res.equals(res_mem) or all(abs(res[k] - res_mem[k]).max() < 1e-6 for k in AGGREGATES)
     res.to_parquet(out)
-    return {**sw.figures, "peak_rss_mb": _peak_mb(), "threads": con.sql("select current_setting('threads')").fetchall()[0][0]}
+    threads = con.sql("select current_setting('threads')").fetchall()[0][0]
+    return {**sw.figures, "peak_rss_mb": _peak_mb(), "threads": threads}
 
 
 def child_polars(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
@@ -323,10 +331,11 @@ def child_polars(data: str, w: dict[str, Any], out: str) -> dict[str, Any]:
         c = (src["claims"].filter((pl.col("service_date") > dt.datetime.fromisoformat(w["after_12m"]))
                                   & (pl.col("service_date") <= as_of))
              .join(p, on="person_id").rename({"out_of_pocket": "oop"}))
+        after_6m, after_3m = dt.datetime.fromisoformat(w["after_6m"]), dt.datetime.fromisoformat(w["after_3m"])
         cs = c.group_by("household_id").agg(
             pl.col("oop").sum().alias("oop_12m"),
-            pl.col("oop").filter(pl.col("service_date") > dt.datetime.fromisoformat(w["after_6m"])).sum().alias("oop_6m"),
-            pl.col("oop").filter(pl.col("service_date") > dt.datetime.fromisoformat(w["after_3m"])).sum().alias("oop_3m"),
+            pl.col("oop").filter(pl.col("service_date") > after_6m).sum().alias("oop_6m"),
+            pl.col("oop").filter(pl.col("service_date") > after_3m).sum().alias("oop_3m"),
             pl.col("oop").filter(pl.col("setting") == "inpatient").max().alias("max_stay_oop_12m"))
         pp = (c.group_by("household_id", "person_id").agg(pl.col("oop").sum().alias("s"))
               .group_by("household_id").agg(pl.col("s").max().alias("oop_12m_max_person")))

@@ -73,7 +73,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("serious_claims_12m", "近12个月重大疾病住院及门特就诊次数", "次", 0, INF, 1, "medical"),
     FeatureSpec("n_members_serious_dx_12m", "近12个月患重大疾病成员数", "人", 0, 50, 1, "medical"),
     FeatureSpec("special_outpatient_claims_12m", "近12个月门诊慢特病就诊次数", "次", 0, INF, 1, "medical"),
-    FeatureSpec("elderly_acute_stays_12m", "近12个月60岁及以上成员因心脑血管病或外伤住院次数", "次", 0, INF, 1, "medical"),
+    FeatureSpec("elderly_acute_stays_12m", "近12个月60岁及以上成员因心脑血管病或外伤住院次数", "次", 0, INF, 1,
+                "medical"),
     # spending against income (features/spending.py)
     FeatureSpec("oop_12m_to_income", "近12个月自付医疗费用占家庭收入比", "比值", 0, 50, 1, "burden"),
     FeatureSpec("oop_to_capacity", "自付医疗费用占支付能力（收入扣除低保线生活费）比", "比值", 0, 50, 1, "burden"),

@@ -20,7 +20,8 @@ from store.writer import GroupCommitter
 
 def entry(i: int = 0) -> AuditEntry:
     return AuditEntry(request_id=uuid.uuid4().hex, created_at=dt.datetime.now(dt.UTC), kind="score",
-                      household_id=f"H{i:05d}", as_of="2026-06-30", models=[{"name": "illness_poverty", "version": "1"}],
+                      household_id=f"H{i:05d}", as_of="2026-06-30",
+                      models=[{"name": "illness_poverty", "version": "1"}],
                       flagged=bool(i % 2), request=f'{{"i":{i}}}', scores="[]", response=f'{{"n":{i}}}')
 
 

@@ -151,15 +151,15 @@ def _pairs() -> list[Twins]:
     # -- child_in_difficulty: children whose parents have no work or no income
     for wages, plain in (((3000.0, 2000.0), True), ((6000.0, 4000.0), True), ((30000.0, 20000.0), False)):
         working = _family(head_wage=wages[0], spouse={"employment": "employed"}, spouse_wage=wages[1], children=2)
-        jobless = _with(_with(working, person_id="P1", employment="unemployed"), person_id="P2", employment="unemployed")
+        jobless = _with(_with(working, person_id="P1", employment="unemployed"), person_id="P2",
+                        employment="unemployed")
         out.append(Twins("child_in_difficulty", f"parents unemployed with no income vs working, wages {wages}",
                          _without_income(_without_income(jobless, "P1"), "P2"), working, plain))
         out.append(Twins("child_in_difficulty", f"parents unemployed, same income rows, wages {wages}", jobless,
                          working, False))
+        unable = _with(_with(working, person_id="P1", employment="unable_to_work"), person_id="P2", employment="other")
         out.append(Twins("child_in_difficulty", f"parents unable to work with no income, wages {wages}",
-                         _without_income(_without_income(_with(_with(working, person_id="P1", employment="unable_to_work"),
-                                                               person_id="P2", employment="other"), "P1"), "P2"),
-                         working, plain))
+                         _without_income(_without_income(unable, "P1"), "P2"), working, plain))
         single = _family(head_wage=wages[0], children=1)
         out.append(Twins("child_in_difficulty", f"single earner unemployed with no income, wage {wages[0]:.0f}",
                          _without_income(_with(single, person_id="P1", employment="unemployed"), "P1"), single, plain))
