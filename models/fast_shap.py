@@ -199,6 +199,11 @@ def _floats(value: str) -> list[float]:
     return [float(v) for v in value.split()]  # "inf" and "-inf" included
 
 
+def _count(child: int, internal_count: list[int], leaf_count: list[int]) -> int:
+    """The data count of a LightGBM child code: an internal node (>= 0) or a leaf (~index)."""
+    return internal_count[child] if child >= 0 else leaf_count[~child]
+
+
 def build_arrays(model_text: str, *, max_table_bytes: int = DEFAULT_MAX_TABLE_BYTES,
                  max_table_depth: int | None = None) -> ShapArrays:
     """Flatten a model in LightGBM's text format (``booster.model_to_string(...)``, already cut to
@@ -255,9 +260,6 @@ def build_arrays(model_text: str, *, max_table_bytes: int = DEFAULT_MAX_TABLE_BY
         if min(internal_count) <= 0 or min(leaf_count) <= 0:  # pred_contrib divides by them (NaN)
             raise ValueError(f"fast TreeSHAP: tree {t} has a node with zero count")
 
-        def count(child: int) -> int:
-            return internal_count[child] if child >= 0 else leaf_count[~child]
-
         node_base, leaf_base = len(n_feature), len(l_value)
         ni = num_leaves - 1
         # preorder walk; stack items: (LightGBM child code, our parent, side, path features, path ratios)
@@ -290,7 +292,8 @@ def build_arrays(model_text: str, *, max_table_bytes: int = DEFAULT_MAX_TABLE_BY
                 n_bit.append(1 << slot)
                 children = []
                 for child_side, child in ((0, left_child[node]), (1, right_child[node])):
-                    ratio = count(child) / float(internal_count[node])  # LightGBM: data_count(child) / w
+                    # LightGBM: data_count(child) / w
+                    ratio = _count(child, internal_count, leaf_count) / float(internal_count[node])
                     if slot < len(path_f):  # the feature again: LightGBM unwinds it and multiplies
                         r = list(path_r)
                         r[slot] = ratio * r[slot]

@@ -358,30 +358,33 @@ def test_brute_force_shapley_values():
     np.testing.assert_allclose(booster.predict(rows, pred_contrib=True), reference, rtol=0, atol=TOL)
 
 
+def _shap_dict_tree(root: dict) -> dict:
+    """One tree of ``dump_model()`` as a tree of shap's plain dict model."""
+    cl, cr, feat, thr, val, cover = [], [], [], [], [], []
+
+    def add(node) -> tuple[int, float]:
+        i = len(cl)
+        for lst, v in ((cl, -1), (cr, -1), (feat, -2), (thr, 0.0), (val, 0.0), (cover, float(_count(node)))):
+            lst.append(v)
+        if "split_feature" not in node:
+            val[i] = node["leaf_value"]
+            return i, node["leaf_value"]
+        li, lv = add(node["left_child"])
+        ri, rv = add(node["right_child"])
+        cl[i], cr[i], feat[i], thr[i] = li, ri, node["split_feature"], node["threshold"]
+        val[i] = (_count(node["left_child"]) * lv + _count(node["right_child"]) * rv) / _count(node)
+        return i, val[i]
+
+    add(root)
+    return {"children_left": np.array(cl), "children_right": np.array(cr),
+            "children_default": np.array(cl), "features": np.array(feat),
+            "thresholds": np.array(thr, dtype=np.float64), "values": np.array(val)[:, None],
+            "node_sample_weight": np.array(cover, dtype=np.float64)}
+
+
 def _shap_dict_model(booster) -> dict:
     """The booster's trees as shap's plain dict model, so that shap runs its own TreeSHAP."""
-    trees = []
-    for info in booster.dump_model()["tree_info"]:
-        cl, cr, feat, thr, val, cover = [], [], [], [], [], []
-
-        def add(node) -> tuple[int, float]:
-            i = len(cl)
-            for lst, v in ((cl, -1), (cr, -1), (feat, -2), (thr, 0.0), (val, 0.0), (cover, float(_count(node)))):
-                lst.append(v)
-            if "split_feature" not in node:
-                val[i] = node["leaf_value"]
-                return i, node["leaf_value"]
-            li, lv = add(node["left_child"])
-            ri, rv = add(node["right_child"])
-            cl[i], cr[i], feat[i], thr[i] = li, ri, node["split_feature"], node["threshold"]
-            val[i] = (_count(node["left_child"]) * lv + _count(node["right_child"]) * rv) / _count(node)
-            return i, val[i]
-
-        add(info["tree_structure"])
-        trees.append({"children_left": np.array(cl), "children_right": np.array(cr),
-                      "children_default": np.array(cl), "features": np.array(feat),
-                      "thresholds": np.array(thr, dtype=np.float64), "values": np.array(val)[:, None],
-                      "node_sample_weight": np.array(cover, dtype=np.float64)})
+    trees = [_shap_dict_tree(info["tree_structure"]) for info in booster.dump_model()["tree_info"]]
     return {"trees": trees, "base_offset": 0.0, "input_dtype": np.float64, "internal_dtype": np.float64,
             "tree_output": "raw_value"}
 
