@@ -63,9 +63,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench.py --households $(BENCH_HOUSEHOLDS)
 
+# ruff and import-linter come with the test extra (the stamp); the layers are [tool.importlinter].
 lint: $(STAMP)
-	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) data mlruns mlflow.db audit.db .demo_keys
