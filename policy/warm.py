@@ -25,7 +25,7 @@ from features.dated import in_force_by_id
 from features.io import policy_file_text
 from features.risks import RISK_LABELS
 from policy.calculator import PROGRAM_LABELS
-from policy.lists import (
+from policy.conditions import (
     DefinitionError,
     Node,
     _as_date,
