@@ -1,5 +1,8 @@
 """Whole-city benchmark: reading the raw tables, the heaviest aggregations of the feature path in four
-engines, and the nightly batch (``relief_risk.nightly.run_batch``) at several chunk sizes.
+engines, and the nightly batch (``batch.run_batch``) at several chunk sizes.
+
+One script of some 520 lines on purpose: it runs itself again as a child process for every
+measurement (``--child``), so each engine's measurement lives in the file that launches it.
 
 Not a test: prints tables and writes ``benchmarks/results/city.json`` (merged with earlier runs for
 other city sizes). Every measurement runs in its own child process, so each starts from the same

@@ -1,6 +1,9 @@
 """A bounded load test of ``POST /v1/score`` that proves no acknowledged score lacks its audit record,
 optionally restarting PostgreSQL in the middle of the run. Loopback only.
 
+One script of some 970 lines on purpose: it is run (and loaded by ``tests/test_loadtest.py``) as one
+file, and its sections are the phases of one run, bounded in time and cleaned up together.
+
     .venv/bin/python benchmarks/loadtest.py --mlflow-uri sqlite:////path/mlflow.db \\
         --requests 3000 --concurrency 16 --restart-db-at 0.5 --workers 1 --out results.json
 

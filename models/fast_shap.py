@@ -1,5 +1,9 @@
 """Exact path-dependent TreeSHAP for LightGBM models, faster than ``pred_contrib``.
 
+One module of some 630 lines on purpose: it is one algorithm, whose parts (reading the model text
+into flat arrays, precomputing the leaf tables, the numba kernels that walk them, the explainer)
+share one array layout (:class:`ShapArrays`) and its invariants, which a split would spread apart.
+
 Same numbers as ``booster.predict(x, pred_contrib=True)`` (to rounding, ~1e-15): per-feature
 contributions in the raw (log-odds) scale, the expected value in the last column.
 

@@ -1,5 +1,8 @@
 """``models.fast_shap`` against LightGBM's ``pred_contrib`` and two independent references.
 
+Over 400 lines because it carries those two references (brute-force Shapley values and a converter
+of LightGBM's trees to shap's dict model) beside the comparisons.
+
 ``pred_contrib`` is the contract (same numbers, base column included, to 1e-9); as ``shap`` on a
 LightGBM booster delegates to ``pred_contrib``, the independent checks are (1) brute-force Shapley
 values of the path-dependent value function, walking each tree for every subset of features, and

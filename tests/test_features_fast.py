@@ -1,5 +1,8 @@
 """The numpy feature path reproduces the pandas implementation it replaced.
 
+Over 400 lines because it carries that frozen pandas implementation (some 240 lines), the reference
+the numpy path is compared with, which must live here and nowhere else.
+
 That implementation is frozen below (``legacy_*``) and lives only here, as the reference: for
 synthetic cities at several as-of dates, ``build_features`` must equal it on the 43 features it
 computed (``LEGACY_FEATURE_IDS``; features added since have their own tests in

@@ -1,5 +1,8 @@
 """Today's high-risk lists at the edges of every definition (at the threshold, a cent above, a cent
-below), their versions by date, the loader's errors, and the warm list's measures and citations."""
+below), their versions by date, the loader's errors, and the warm list's measures and citations.
+
+Over 400 lines because it takes every packaged list to its edges and pins every loader error, for
+the lists and the measures of the same policy file, with the feature-row helpers both use."""
 
 from __future__ import annotations
 

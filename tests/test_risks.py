@@ -1,6 +1,9 @@
 """The five risks: per-risk schemas and directions, twins that differ by one risk's cause, and the
 trained models of the other four findings against their own rules.
 
+Over 400 lines because the twin pairs (some 150 lines of generators) serve two sets of checks, the
+schemas' without a model and the trained models', which are kept beside the pairs they share.
+
 A twin pair is one household with the cause and its otherwise identical twin without it (a member's
 disability grade, a job lost, an elderly person alone, the children's parents without work or
 income, a cancer bill). The service is tried on such pairs from generators it has never seen, so the
