@@ -1,5 +1,8 @@
 """``make bench``: side-by-side measurements on this machine, in one run, written to
-``benchmarks/results/latest.json`` and rendered as the README's benchmark table.
+``benchmarks/results/latest.json`` and rendered as the README's benchmark table. One script of some
+600 lines on purpose: every stage re-runs this very file in a process of its own (``bench.py _stage
+NAME``), so the stages, their figures and the table they render stay together; the load generator
+and the peer servers live beside it (``_load.py``, ``_peers.py``).
 
     .venv/bin/python benchmarks/bench.py                      # 500k households, ~25 minutes on 2 cores
     .venv/bin/python benchmarks/bench.py --households 50000   # smaller city, quicker
@@ -276,35 +279,36 @@ def _households(work: Path, n: int) -> list[dict[str, Any]]:
 
 
 def stage_floor(work: Path, households: int = API_HOUSEHOLDS) -> dict[str, Any]:
-    """What one household costs in-process, with no server: its tables from the bundle, its features,
-    and per risk the matrix, exact contributions (base value last, so the raw score is the row's sum)
-    and the calibrated probability; the same households as the API stage."""
+    """What one household costs in-process, with no server, by the very calls the service makes
+    (``domain.scoring.Scorer.floor``): its tables from the bundle, its feature matrix, and per risk
+    its exact contributions (base value last: the raw score is the row's sum) and calibrated
+    probability; the same households as the API stage, the models loaded as the service loads them."""
     import numpy as np
 
-    from features.build import build_features
+    from domain.loader import load_served
+    from domain.scoring import Scorer
+    from features.build import feature_matrix
     from features.io import load_policy_book
-    from features.tables import tables_from_bundle
-    from models.pyfunc import load_risk_model
+    from features.tables import tables_from_bundles
 
     os.environ.update(_env(work))
     policy = load_policy_book()
-    bundles = _households(work, households)
-    models = [load_risk_model(f"models:/{r}@champion")[0] for r in RISKS]
-    for m in models:
-        m.explainer()  # built once at model load in the service
+    bundles = [json.loads(json.dumps(b)) for b in _households(work, households)]  # JSON values, as received
+    models, _ = load_served(RISKS)
+    scorer = Scorer(models=models, policy=policy)
 
     def one(bundle: dict[str, Any]) -> tuple[float, float, float]:
-        c0, t0 = time.process_time(), time.perf_counter()
-        feats = build_features(tables_from_bundle(bundle), bundle["as_of"], policy)
-        t1 = time.perf_counter()
-        for m in models:
-            m.calibrator.transform(m.contributions(m.matrix(feats)).sum(axis=1))
-        return t1 - t0, time.perf_counter() - t1, time.process_time() - c0
+        t0 = time.perf_counter()
+        feature_matrix(tables_from_bundles([bundle]), bundle["as_of"], policy)  # the features alone, for the split
+        c1, t1 = time.process_time(), time.perf_counter()
+        scorer.floor(bundle)
+        return t1 - t0, time.perf_counter() - t1, time.process_time() - c1
 
     for b in bundles[:20]:  # first calls (numba, pandas) are not a household's cost
         one(b)
-    ms = np.array([one(b) for b in bundles]) * 1000  # per household: features, models (wall), all (CPU)
-    wall = ms[:, 0] + ms[:, 1]
+    ms = np.array([one(b) for b in bundles]) * 1000  # per household: features alone; the floor (wall, CPU)
+    wall, features = ms[:, 1], ms[:, 0]
+    models = np.maximum(wall - features, 0.0)
 
     def stat(a: np.ndarray, f) -> float:
         return round(float(f(a)), 3)
@@ -312,8 +316,8 @@ def stage_floor(work: Path, households: int = API_HOUSEHOLDS) -> dict[str, Any]:
     return {"households": len(bundles), "risks": list(RISKS), "median_ms": stat(wall, np.median),
             "mean_ms": stat(wall, np.mean), "p99_ms": stat(wall, lambda a: np.percentile(a, 99)),
             "cpu_median_ms": stat(ms[:, 2], np.median), "cpu_mean_ms": stat(ms[:, 2], np.mean),
-            "features_median_ms": stat(ms[:, 0], np.median), "features_mean_ms": stat(ms[:, 0], np.mean),
-            "models_median_ms": stat(ms[:, 1], np.median), "models_mean_ms": stat(ms[:, 1], np.mean)}
+            "features_median_ms": stat(features, np.median), "features_mean_ms": stat(features, np.mean),
+            "models_median_ms": stat(models, np.median), "models_mean_ms": stat(models, np.mean)}
 
 
 def _batch_figures(port: int, bundles: list[dict[str, Any]], headers: dict[str, str], n_requests: int,

@@ -28,7 +28,7 @@ from domain.loader import LoadedModel
 from features.build import feature_matrix
 from features.catalog import FEATURE_IDS
 from features.policy import PolicyBook
-from features.tables import tables_from_bundles
+from features.tables import Tables, tables_from_bundles
 from models.risk_model import MatrixScores
 from store.audit import AuditEntry
 
@@ -80,10 +80,23 @@ class Scorer:
                 out[i] = result
         return out  # type: ignore[return-value]
 
-    def _score_day(self, bundles: list[Mapping[str, Any]], as_of: str, kind: str) -> list[Scored | Unscorable]:
-        tables = tables_from_bundles(bundles)  # household i is bundle i (row i of the matrix)
+    def floor(self, bundle: Mapping[str, Any]) -> list[MatrixScores]:
+        """The work no server can avoid for one household, by the very calls :meth:`score` makes:
+        its features, and per risk its prediction and exact explanation. ``make bench`` sets the
+        API's cost per request beside this."""
+        _, x, per_model = self._features([bundle], str(bundle["as_of"]))
+        return [lm.model.score_matrix(xm) for lm, xm in zip(self.models, per_model, strict=True)]
+
+    def _features(self, bundles: Sequence[Mapping[str, Any]], as_of: str
+                  ) -> tuple[Tables, np.ndarray, list[np.ndarray]]:
+        """The bundles' tables (household i is bundle i), their feature matrix (row i) and each
+        model's columns of it."""
+        tables = tables_from_bundles(bundles)
         _, x = feature_matrix(tables, as_of, self.policy)
-        per_model = [x[:, lm.model.positions(FEATURE_IDS)] for lm in self.models]
+        return tables, x, [x[:, lm.model.positions(FEATURE_IDS)] for lm in self.models]
+
+    def _score_day(self, bundles: list[Mapping[str, Any]], as_of: str, kind: str) -> list[Scored | Unscorable]:
+        tables, x, per_model = self._features(bundles, as_of)
         refused: dict[int, str] = {}
         for lm, xm in zip(self.models, per_model, strict=True):
             for row, problem in lm.model.schema.row_problems(xm).items():

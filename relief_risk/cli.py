@@ -97,21 +97,22 @@ def _promote(a: argparse.Namespace) -> int:
 
 
 def _score(a: argparse.Namespace) -> int:
-
+    from domain.loader import load_served
     from features.build import build_features
     from features.io import load_policy_book, read_tables
-    from models.pyfunc import load_risk_model
 
     policy = load_policy_book(a.policy)
     tables = read_tables(a.data, policy=policy)
     feats = build_features(tables, a.as_of, policy)
-    model, _ = load_risk_model(f"models:/{a.risk}@{a.alias}")
-    out = model.predict_frame(feats)
+    (served,), _ = load_served([a.risk], a.alias, required=True, warm=False)
+    out = served.model.predict_frame(feats)
     out.insert(0, "risk", a.risk)
+    out.insert(1, "model_version", served.version)
     out["as_of"] = a.as_of
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     out.reset_index().to_parquet(a.out, index=False)
-    print(json.dumps({"out": a.out, "households": len(out), "flagged": int(out["flagged"].sum())}))
+    print(json.dumps({"out": a.out, "households": len(out), "flagged": int(out["flagged"].sum()),
+                      "model": {"name": served.name, "version": served.version}}))
     return 0
 
 
