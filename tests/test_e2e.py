@@ -134,3 +134,99 @@ def test_verify_and_reproduce_from_the_command_line(live_server, mlflow_uri):
     store.dispose()
     broken = subprocess.run([*cli, "verify"], env=env, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and rid in broken.stderr and "edited" in broken.stderr
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not ready: {log.read_text()[-3000:]}")
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (not multiprocessing's resource tracker)."""
+    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    return [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_two_workers_share_the_connections_and_a_dead_worker_is_replaced(trained, mlflow_uri, tmp_path):
+    """``serve --workers 2``: each worker its own SO_REUSEPORT socket, so connections opened together
+    reach both; a worker that dies is started again; SIGTERM stops them all."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RELIEF_RISK_API_KEYS": ",".join(f"{r}:{k}" for r, k in KEYS.items()),
+           "MLFLOW_TRACKING_URI": mlflow_uri, "RELIEF_RISK_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}"}
+    log = tmp_path / "server.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port),
+                                 "--workers", "2"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(url, proc, log)
+        time.sleep(5)  # the second worker loads its models too
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, workers
+        before = {w: _cpu_s(w) for w in workers}
+        clients = [httpx.Client(timeout=60) for _ in range(16)]  # 16 connections, opened together
+        try:
+            for _ in range(5):
+                for c in clients:
+                    assert c.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform")).status_code == 200
+        finally:
+            for c in clients:
+                c.close()
+        used = {w: _cpu_s(w) - before[w] for w in workers}
+        assert sum(u > 0.05 for u in used.values()) >= 2, f"one worker served every connection: {used}"
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (victim in _workers(proc.pid) or len(_workers(proc.pid)) < 2):
+            time.sleep(0.5)
+        assert victim not in _workers(proc.pid) and len(_workers(proc.pid)) == 2
+        for _ in range(10):  # whichever worker answers, every answer is a score
+            assert httpx.post(url + "/v1/score", json=CONTRACT_EXAMPLE, headers=auth("platform"),
+                              timeout=60).status_code == 200
+        store = __import__("store.audit", fromlist=["AuditStore"]).AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+        assert store.verify() == (90, None)  # both workers appended to one chain
+        store.dispose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_the_score_stage_loads_the_registered_version_it_names(trained, city_dir, tmp_path, capsys):
+    from features.build import build_features
+    from features.io import load_policy_book, read_tables
+    from models.pyfunc import load_risk_model
+    from relief_risk.cli import main
+
+    out = tmp_path / "scores.parquet"
+    assert main(["score", "--data", str(city_dir), "--as-of", "2026-03-31", "--out", str(out)]) == 0
+    said = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    scores = pd.read_parquet(out)
+    version = str(mlflow.MlflowClient().get_model_version_by_alias("illness_poverty", "champion").version)
+    assert said["model"] == {"name": "illness_poverty", "version": version}
+    assert set(scores["model_version"]) == {version}
+    policy = load_policy_book()
+    model, _ = load_risk_model(f"models:/illness_poverty/{version}")
+    expected = model.predict_frame(build_features(read_tables(city_dir, policy=policy), "2026-03-31", policy))
+    assert said["flagged"] == int(expected["flagged"].sum()) == int(scores["flagged"].sum())
