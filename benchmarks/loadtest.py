@@ -19,10 +19,8 @@ What it does, in order (every phase bounded in time; the server is stopped on ex
    counts only records whose ``seq`` lies above the chain head taken before the run. An
    ``sqlite:///`` URL also works (``--restart-db-at`` must then be 0).
 3. Server. A real ``relief-risk serve`` subprocess on a free loopback port, with
-   ``RELIEF_RISK_API_KEYS`` generated for this run. ``relief-risk serve`` has no ``--workers``
-   option, so ``--workers 2`` runs ``uvicorn --workers 2 --factory`` on the same ``create_app``
-   and ``Settings`` (the CLI is used instead as soon as its ``--help`` lists ``--workers``).
-   It waits for ``/readyz``.
+   ``RELIEF_RISK_API_KEYS`` generated for this run (``--workers N`` is passed on to it). It waits
+   for ``/readyz``.
 4. Load. ``--requests N`` logical requests from ``--concurrency C`` asyncio clients (httpx, one
    keep-alive connection each). Bodies are built with ``synthcity.generate_city`` (``--households``,
    ``--seed``) and ``features.tables.bundle_from_tables`` for varied households and as-of dates;
@@ -396,13 +394,6 @@ def build_bodies(cfg: Config, run: str) -> tuple[list[bytes], list[str]]:
 
 # ------------------------------------------------------------------------------------------ server
 
-def serve_app_factory():  # used by ``uvicorn --factory`` for --workers 2 (see the module docstring)
-    from serving.app import create_app
-    from serving.settings import Settings
-
-    return create_app(Settings())
-
-
 class Server:
     def __init__(self, cfg: Config, env: dict[str, str], workdir: Path) -> None:
         self.cfg, self.env, self.workdir = cfg, env, workdir
@@ -413,15 +404,8 @@ class Server:
         self.command: list[str] = []
 
     def _command(self) -> list[str]:
-        cli = [sys.executable, "-m", "relief_risk.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        if self.cfg.workers == 1:
-            return cli
-        helptext = subprocess.run([*cli[:4], "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT).stdout
-        if "--workers" in helptext:
-            return [*cli, "--workers", str(self.cfg.workers)]
-        return [sys.executable, "-m", "uvicorn", "loadtest:serve_app_factory", "--factory",
-                "--app-dir", str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.cfg.workers), "--no-access-log", "--log-level", "info"]
+        return [sys.executable, "-m", "relief_risk.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.cfg.workers)]
 
     def start(self) -> None:
         self.command = self._command()
