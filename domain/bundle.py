@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from features.policy import PolicyBook
 from features.tables import (
@@ -52,7 +52,7 @@ MAX_ASSISTANCE_ROWS = 500
 MAX_BATCH = 1000
 MAX_MONEY = 1e10         # yuan; anything larger is a unit error, not a household
 MAX_COUNT = 10_000
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _date(value: Any) -> dt.date:
@@ -68,14 +68,13 @@ def _date(value: Any) -> dt.date:
     return d
 
 
-def _month(value: str) -> str:
-    if not 1900 <= int(value[:4]) <= 2100:
-        raise ValueError("months must fall between 1900 and 2100")
-    return value
 
 
 IsoDate = Annotated[dt.date, BeforeValidator(_date)]
-IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_month)]
+# a pattern, not a Python check: a bundle holds dozens of months, and pydantic checks patterns natively
+MONTH_PATTERN = r"^(19[0-9][0-9]|20[0-9][0-9]|2100)-(0[1-9]|1[0-2])$"
+MONTH_MESSAGE = "must be a month YYYY-MM between 1900-01 and 2100-12"
+IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=MONTH_PATTERN)]
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 Money = Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY, allow_inf_nan=False)]
@@ -162,9 +161,15 @@ def _p(loc: list[str | int], msg: str, kind: str) -> Problem:
 
 
 def pydantic_problems(exc: ValidationError, prefix: list[str | int] | None = None) -> list[Problem]:
-    """Pydantic's errors without echoing the input back (it may be large or personal)."""
-    return [{"loc": [*(prefix or ["body"]), *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+    """Pydantic's errors without echoing the input back (it may be large or personal); a month that
+    does not match its pattern is said in words, not as the pattern."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False, include_context=False):
+        msg = e["msg"]
+        if e["type"] == "string_pattern_mismatch" and MONTH_PATTERN in msg:
+            msg = MONTH_MESSAGE
+        out.append({"loc": [*(prefix or ["body"]), *e["loc"]], "msg": msg, "type": e["type"]})
+    return out
 
 
 def _cents(x: float) -> int:

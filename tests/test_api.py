@@ -122,6 +122,9 @@ BAD = {
     "bad date": (_m(["members", 0, "birth_date"], "1961-02-30"), ["body", "members", 0, "birth_date"]),
     "date format": (_m(["as_of"], "30/06/2026"), ["body", "as_of"]),
     "month 13": (_m(["income", 0, "month"], "2026-13"), ["body", "income", 0, "month"]),
+    "month before 1900": (_m(["income", 0, "month"], "1899-12"), ["body", "income", 0, "month"]),
+    "month in full-width digits": (_m(["income", 0, "month"], "２０２６-05"), ["body", "income", 0, "month"]),
+    "date in full-width digits": (_m(["as_of"], "２０２６-０６-３０"), ["body", "as_of"]),
     "claim after as_of": (_m(["claims", 0, "service_date"], "2026-07-01"), ["body", "claims", 0, "service_date"]),
     "income after as_of": (_m(["income", 0, "month"], "2026-07"), ["body", "income", 0, "month"]),
     "born after as_of": (_m(["members", 1, "birth_date"], "2026-07-01"), ["body", "members", 1, "birth_date"]),
@@ -154,6 +157,7 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(client, settings, 
     locs = [d["loc"] for d in r.json()["detail"]]
     assert loc in locs, (name, locs)
     assert all(d["msg"] for d in r.json()["detail"])
+    assert "pattern" not in " ".join(d["msg"] for d in r.json()["detail"]), "a reason in words, not a regex"
     assert AuditStore(settings.audit_url).count() == before
 
 
