@@ -156,6 +156,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Until ``/readyz`` answers 200; the server's log in the error if it exits or never gets there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def live_server(trained, mlflow_uri, tmp_path_factory):
     """A real uvicorn process on loopback, started by the CLI as an operator would."""
@@ -167,19 +183,7 @@ def live_server(trained, mlflow_uri, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port)],
                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(workdir / 'server.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(f"server not ready: {(workdir / 'server.log').read_text()[-3000:]}")
+    wait_ready(url, proc, workdir / "server.log")
     yield {"url": url, "proc": proc, "log": workdir / "server.log"}
     proc.terminate()
     proc.wait(timeout=30)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from domain.bundle import CONTRACT_EXAMPLE
-from tests.conftest import CONTRACT_CHECK, KEYS, auth
+from tests.conftest import CONTRACT_CHECK, KEYS, auth, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -136,21 +136,6 @@ def test_verify_and_reproduce_from_the_command_line(live_server, mlflow_uri):
     assert broken.returncode == 1 and rid in broken.stderr and "edited" in broken.stderr
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not ready: {log.read_text()[-3000:]}")
-
-
 def _workers(pid: int) -> list[int]:
     """The server's worker processes (not multiprocessing's resource tracker)."""
     children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
@@ -180,7 +165,7 @@ def test_two_workers_share_the_connections_and_a_dead_worker_is_replaced(trained
         proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port),
                                  "--workers", "2"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(url, proc, log)
+        wait_ready(url, proc, log, timeout=180)
         time.sleep(5)  # the second worker loads its models too
         workers = _workers(proc.pid)
         assert len(workers) == 2, workers
