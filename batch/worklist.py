@@ -109,9 +109,10 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     first, as many as the town's capacity (:func:`town_capacity`; fewer when fewer are flagged);
     each once, with all its flagged risks, their probabilities, top reasons, today's lists, the
     programmes the policy calculator finds it likely eligible for and the warm list (measures and
-    the rule that proposed each), from :meth:`domain.advice.Advisor.advise` on the household's own
-    rows. Writes ``worklist_<town>.csv`` (UTF-8 with BOM, so Excel reads the Chinese) per town and
-    ``worklist.xlsx`` (a sheet per town and a 汇总 summary sheet) into ``out_dir``.
+    the rule that proposed each), from the households' own rows (a town's listed households advised
+    at once, :meth:`domain.advice.Advisor.advise_matrix`). Writes ``worklist_<town>.csv`` (UTF-8 with
+    BOM, so Excel reads the Chinese) per town and ``worklist.xlsx`` (a sheet per town and a 汇总
+    summary sheet) into ``out_dir``.
 
     ``batch``: a :class:`BatchSummary` or the folder :func:`run_batch` wrote; ``tables``: the same
     data the batch scored (a :class:`CityTables` avoids reading it again).
@@ -148,20 +149,22 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
         rows = []
         if len(chosen):
             codes = city.codes_of(chosen["household_id"])
-            features = build_features(city.take(codes), as_of, advisor.policy)  # rows in code order
-            position = {code: i for i, code in enumerate(np.sort(codes).tolist())}
-            own_tables = dict(city.each(codes))
-            for rank, (row, code) in enumerate(zip(chosen.itertuples(index=False), codes.tolist(), strict=True),
-                                               start=1):
-                public = [{"risk": r, "probability": float(getattr(row, f"{r}__probability")),
-                           "band": getattr(row, f"{r}__band"), "flagged": bool(getattr(row, f"{r}__flagged")),
-                           "model": {"name": m["name"], "version": m["version"]},
-                           "base_value": base_values.get((row.household_id, r)),
-                           "reasons": reasons.get((row.household_id, r), [])}
-                          for r, m in zip(risks, models, strict=True)]
-                i = position[code]
-                advice = advisor.advise(own_tables.pop(code), features.iloc[i:i + 1], as_of, public)
-                rows.append(_worklist_row(rank, row, TOWNS.get(town, town), risks, reasons, advice))
+            listed = city.take(codes)  # the chosen households' rows, in code order
+            features = build_features(listed, as_of, advisor.policy)  # rows in code order too
+            order = np.argsort(codes, kind="stable")  # rank order → code order
+            publics = [[{"risk": r, "probability": float(getattr(row, f"{r}__probability")),
+                         "band": getattr(row, f"{r}__band"), "flagged": bool(getattr(row, f"{r}__flagged")),
+                         "model": {"name": m["name"], "version": m["version"]},
+                         "base_value": base_values.get((row.household_id, r)),
+                         "reasons": reasons.get((row.household_id, r), [])}
+                        for r, m in zip(risks, models, strict=True)] for row in chosen.itertuples(index=False)]
+            columns = {c: features[c].to_numpy(dtype="float64") for c in features.columns}
+            advice = advisor.advise_matrix(listed, columns, as_of, [publics[k] for k in order.tolist()])
+            by_rank = [None] * len(chosen)
+            for k, a in zip(order.tolist(), advice, strict=True):
+                by_rank[k] = a
+            for rank, (row, a) in enumerate(zip(chosen.itertuples(index=False), by_rank, strict=True), start=1):
+                rows.append(_worklist_row(rank, row, TOWNS.get(town, town), risks, reasons, a))
         frame = pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS))
         files[town] = out / f"worklist_{town}.csv"
         frame.to_csv(files[town], index=False, encoding="utf-8-sig")

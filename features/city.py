@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,20 +181,6 @@ class CityTables:
         return Tables.from_arrays({
             **{name: part.arrays(_ranges(part.offsets, codes)) for name, part in self._parts.items()},
             "verifications": self._no_verifications})
-
-    def each(self, codes: np.ndarray | Sequence[int]) -> Iterator[tuple[int, Tables]]:
-        """(code, that one household's :class:`~features.tables.Tables`) for each of ``codes``, in
-        code order. The per-household tables are slices of one DataFrame per table built for them all:
-        code that reads a household's tables as DataFrames (the policy calculator) pays for building
-        DataFrames once, not once per household."""
-        codes = np.unique(np.asarray(codes, dtype=np.int64))
-        group = self.take(codes)
-        frames = {name: getattr(group, name) for name in TABLE_COLUMNS}
-        bounds = {name: np.concatenate(([0], np.cumsum(part.offsets[codes + 1] - part.offsets[codes])))
-                  for name, part in self._parts.items()}
-        for i, code in enumerate(codes.tolist()):
-            yield code, Tables(**{name: frames[name].iloc[int(bounds[name][i]):int(bounds[name][i + 1])]
-                                  for name in bounds}, verifications=frames["verifications"])
 
     def codes_of(self, household_ids: Iterable[str]) -> np.ndarray:
         """The codes of the given household ids; ``KeyError`` naming the first unknown one."""
