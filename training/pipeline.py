@@ -29,6 +29,7 @@ from features.io import load_policy_book, policy_file_text, read_frame, read_tab
 from features.policy import PolicyBook
 from features.risks import RISKS
 from features.tables import Tables
+from models import run_artifacts as artifacts
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
 from training.dataset import LABEL_DAYS, Split, build_snapshots, data_span, plan_split, relabel
@@ -227,10 +228,11 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
                          snapshot=snapshot_facts, metrics=report.metrics, comparison=cmp,
                          truth_comparison=report.truth_comparison, rules=RULE_LABELS, fairness=fairness,
                          decision=decision)
-        mlflow.log_text(to_markdown(card), "model_card.md")
-        mlflow.log_text(to_html(card), "model_card.html")
+        mlflow.log_text(to_markdown(card), artifacts.MODEL_CARD_MD)
+        mlflow.log_text(to_html(card), artifacts.MODEL_CARD_HTML)
         if version is not None:
-            client.set_model_version_tag(config.risk, version, "model_card", f"runs:/{run.info.run_id}/model_card.md")
+            client.set_model_version_tag(config.risk, version, "model_card",
+                                         f"runs:/{run.info.run_id}/{artifacts.MODEL_CARD_MD}")
         timings["mlflow_s"] = time.perf_counter() - t0
         mlflow.log_metrics({f"timing_{k}": v for k, v in timings.items()})
     log.info("trained %s: run %s, version %s", config.risk, run.info.run_id, version)
@@ -264,11 +266,11 @@ def train_all(config: TrainConfig, risks: Sequence[str] = RISKS) -> TrainAllResu
 
 def _log_fairness(fairness: Fairness, title: str) -> None:
     """The group table, the gaps by column, the summary metrics and the TPR plot, under ``fairness/``."""
-    mlflow.log_text(fairness.table.to_csv(index=False), "fairness/groups.csv")
-    mlflow.log_text(fairness.gaps.to_csv(index=False), "fairness/gaps.csv")
+    mlflow.log_text(fairness.table.to_csv(index=False), artifacts.FAIRNESS_GROUPS)
+    mlflow.log_text(fairness.gaps.to_csv(index=False), artifacts.FAIRNESS_GAPS)
     mlflow.log_metrics(fairness.summary)
     fig = plot_tpr(fairness, title)
-    mlflow.log_figure(fig, "fairness/tpr_by_group.png")
+    mlflow.log_figure(fig, artifacts.FAIRNESS_TPR_PLOT)
     plt.close(fig)
 
 

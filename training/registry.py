@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from models import run_artifacts as artifacts
 from models.pyfunc import ARTIFACT_KEY
 from models.risk_model import RiskModel
 from training.report import RULE_LABELS, Report
@@ -33,12 +34,12 @@ def log_evidence(report: Report, *, schema_json: str, policy_text: str, snapshot
     mlflow.log_text(schema_json, "feature_schema.json")
     mlflow.log_text(policy_text, "policy_parameters.toml")
     mlflow.log_dict(snapshot, "data_snapshot.json")
-    mlflow.log_text(report.comparison.to_csv(), "evaluation/model_vs_rules.csv")
+    mlflow.log_text(report.comparison.to_csv(), artifacts.MODEL_VS_RULES)
     if report.truth_comparison is not None:
-        mlflow.log_text(report.truth_comparison.to_csv(), "evaluation/model_vs_rules_latent_truth.csv")
-    mlflow.log_dict(RULE_LABELS, "evaluation/rules.json")
-    mlflow.log_text(report.calibration.to_csv(index=False), "evaluation/calibration.csv")
-    mlflow.log_dict(report.importance, "evaluation/global_importance.json")
+        mlflow.log_text(report.truth_comparison.to_csv(), artifacts.MODEL_VS_RULES_TRUTH)
+    mlflow.log_dict(RULE_LABELS, artifacts.RULES)
+    mlflow.log_text(report.calibration.to_csv(index=False), artifacts.CALIBRATION)
+    mlflow.log_dict(report.importance, artifacts.GLOBAL_IMPORTANCE)
     for path, fig in report.figures.items():
         mlflow.log_figure(fig, path)
         plt.close(fig)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.policy import PolicyBook
+from models import run_artifacts as artifacts
 from models.risk_model import RiskModel
 from training import evaluate as ev
 from training.rules import FIRED, RULES_BY_RISK, rule_scores
@@ -76,11 +77,11 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     importance = np.abs(contrib).mean(axis=0)
     report.importance = dict(zip(ids, importance.tolist(), strict=True))
     report.figures = {
-        "plots/calibration.png": ev.plot_calibration(report.calibration, f"{model.risk} 校准曲线（{as_of.date()}）"),
-        "plots/recall_at_capacity.png": ev.plot_recall_at_capacity(
+        artifacts.PLOT_CALIBRATION: ev.plot_calibration(report.calibration, f"{model.risk} 校准曲线（{as_of.date()}）"),
+        artifacts.PLOT_RECALL_AT_CAPACITY: ev.plot_recall_at_capacity(
             y, {"模型": p, **{f"规则 {c}": rules[c].to_numpy() for c in rules}},
             np.linspace(0.005, 0.1, 20), f"{model.risk}：同等走访能力下的发现率"),
-        "plots/global_importance.png": ev.plot_importance(
+        artifacts.PLOT_GLOBAL_IMPORTANCE: ev.plot_importance(
             [model.schema.labels[i] for i in ids], importance, f"{model.risk} 全局重要性（平均 |SHAP|）"),
     }
     return report

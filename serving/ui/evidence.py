@@ -2,7 +2,7 @@
 
 Every run logs ``evaluation/global_importance.json``, ``evaluation/calibration.csv``,
 ``evaluation/model_vs_rules.csv``, ``evaluation/rules.json`` and ``plots/*.png``
-(``training/registry.py``); newer runs add a fairness table (``fairness/*.csv``) and a model card
+(``training/registry.py``; the names are ``models/run_artifacts.py``); newer runs add a fairness table (``fairness/*.csv``) and a model card
 (``model_card.md`` / ``model_card.html``). Anything a run did not log comes back as None and the page
 says "not logged for this version"; a file that cannot be read is named in ``problems``.
 """
@@ -21,13 +21,15 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from models import run_artifacts as artifacts
+
 log = logging.getLogger("relief_risk.serving.ui")
 
 MAX_ARTIFACT_BYTES = 5 * 1024 * 1024
 MAX_TABLE_ROWS = 500
-PLOTS = {"plots/recall_at_capacity.png": "同等走访能力下的发现率 recall at capacity",
-         "plots/calibration.png": "校准曲线（训练时绘制）",
-         "plots/global_importance.png": "全局重要性（训练时绘制）"}
+PLOTS = {artifacts.PLOT_RECALL_AT_CAPACITY: "同等走访能力下的发现率 recall at capacity",
+         artifacts.PLOT_CALIBRATION: "校准曲线（训练时绘制）",
+         artifacts.PLOT_GLOBAL_IMPORTANCE: "全局重要性（训练时绘制）"}
 METRICS = {  # the run's figures worth a glance, in this order: (label, count | share | points | score)
     "test_households": ("测试期家庭数", "count"), "test_positives": ("测试期核实发现数", "count"),
     "test_brier": ("Brier 分数", "score"), "test_ece": ("期望校准误差 ECE", "score"),
@@ -173,30 +175,31 @@ def run_evidence(client: MlflowClient, run_id: str) -> Evidence:
                 ev.problems.append(f"{path} 无法读取（{type(exc).__name__}）")
                 return None
 
-        if (data := read("evaluation/rules.json")) is not None:
+        if (data := read(artifacts.RULES)) is not None:
             ev.rules = {str(k): str(v) for k, v in json.loads(data).items()}
-        if (data := read("evaluation/global_importance.json")) is not None:
+        if (data := read(artifacts.GLOBAL_IMPORTANCE)) is not None:
             ev.importance = {str(k): float(v) for k, v in json.loads(data).items()}
-        if (data := read("evaluation/calibration.csv")) is not None:
+        if (data := read(artifacts.CALIBRATION)) is not None:
             ev.calibration = [{k: float(v) for k, v in r.items() if k and v != ""} for r in _csv_rows(data)]
-        if (data := read("evaluation/model_vs_rules.csv")) is not None:
+        if (data := read(artifacts.MODEL_VS_RULES)) is not None:
             ev.comparison = _comparison(data, ev.rules)
-        if (data := read("evaluation/model_vs_rules_latent_truth.csv")) is not None:
+        if (data := read(artifacts.MODEL_VS_RULES_TRUTH)) is not None:
             ev.truth_comparison = _comparison(data, ev.rules)
         for path in PLOTS:
             if (data := read(path)) is not None:
                 ev.plots[path] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        fairness = sorted(p for p in have if p.startswith("fairness/") and p.endswith(".csv"))
+        fairness = sorted(p for p in have if p.startswith(artifacts.FAIRNESS_DIR) and p.endswith(".csv"))
         if fairness:
-            ev.fairness = [_table(p.removeprefix("fairness/"), d) for p in fairness if (d := read(p)) is not None]
-        if (data := read("model_card.md")) is not None:
+            ev.fairness = [_table(p.removeprefix(artifacts.FAIRNESS_DIR), d) for p in fairness
+                           if (d := read(p)) is not None]
+        if (data := read(artifacts.MODEL_CARD_MD)) is not None:
             ev.model_card_md = data.decode("utf-8", errors="replace")
-        ev.model_card_html = "model_card.html" in have
+        ev.model_card_html = artifacts.MODEL_CARD_HTML in have
     return ev
 
 
 def model_card_html(client: MlflowClient, run_id: str) -> str | None:
-    if "model_card.html" not in {f.path for f in client.list_artifacts(run_id)}:
+    if artifacts.MODEL_CARD_HTML not in {f.path for f in client.list_artifacts(run_id)}:
         return None
     with tempfile.TemporaryDirectory(prefix="relief-risk-ui-") as tmp:
-        return _read(client, run_id, "model_card.html", Path(tmp)).decode("utf-8", errors="replace")
+        return _read(client, run_id, artifacts.MODEL_CARD_HTML, Path(tmp)).decode("utf-8", errors="replace")
