@@ -2,9 +2,10 @@
 
 Every run logs ``evaluation/global_importance.json``, ``evaluation/calibration.csv``,
 ``evaluation/model_vs_rules.csv``, ``evaluation/rules.json`` and ``plots/*.png``
-(``training/registry.py``; the names are ``models/run_artifacts.py``); newer runs add a fairness table (``fairness/*.csv``) and a model card
-(``model_card.md`` / ``model_card.html``). Anything a run did not log comes back as None and the page
-says "not logged for this version"; a file that cannot be read is named in ``problems``.
+(``training/registry.py``; the names are in ``models/run_artifacts.py``); newer runs add a
+fairness table (``fairness/*.csv``) and a model card (``model_card.md`` / ``model_card.html``).
+Anything a run did not log comes back as None and the page says "not logged for this version"; a
+file that cannot be read is named in ``problems``.
 """
 
 from __future__ import annotations
