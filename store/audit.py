@@ -223,11 +223,15 @@ class AuditStore:
         stored). Writers serialise on the chain head's row, so the chain stays linear across
         threads, worker processes and hosts. ``conn``: a connection the caller keeps open (the
         group committer's), outside any transaction; by default one from the pool."""
+        if conn is None:
+            try:
+                own = self.engine.connect()
+            except Exception as exc:
+                raise AuditUnavailable(f"audit store did not commit: {type(exc).__name__}") from exc
+            with own:
+                return self.append(entries, own)
         rows: list[dict[str, Any]] = []
         try:
-            if conn is None:
-                with self.engine.connect() as own:
-                    return self.append(entries, own)
             with self._writers, conn.begin():
                 seq, head = self._lock_chain(conn)
                 for e in entries:

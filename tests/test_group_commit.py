@@ -156,3 +156,11 @@ def test_worker_processes_on_one_sqlite_file_keep_one_chain(store, tmp_path):
         assert p.exitcode == 0
     assert store.verify() == (120, None)
     assert (tmp_path / "audit.db.writer-lock").exists()
+
+
+def test_a_store_that_fails_says_why_in_the_database_s_own_terms(tmp_path):
+    """The reason is the database's error type, not a wrapper's wrapper."""
+    s = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")  # never created: no tables
+    with pytest.raises(AuditUnavailable, match="did not commit: OperationalError"):
+        s.append([entry(1)])
+    s.dispose()
