@@ -54,7 +54,7 @@ class Unscorable:
     message: str
 
 
-def _features(values: list[float]) -> dict[str, float | None]:
+def _feature_values(values: list[float]) -> dict[str, float | None]:
     return {f: (None if math.isnan(v) else v) for f, v in zip(FEATURE_IDS, values, strict=True)}
 
 
@@ -131,7 +131,7 @@ class Scorer:
                   advice: Advice | None) -> Scored:
         request_id = uuid.uuid4().hex
         household_id = bundle["household"]["household_id"]
-        features = _features(values)
+        features = _feature_values(values)
         full = [{**entry, "raw_score": float(s.raw_score[k]),
                  "contributions": dict(zip(lm.model.schema.ids, s.contributions[k, :-1].tolist(), strict=True)),
                  "features": features}

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import orjson
-import pandas as pd
 import pytest
 
 from domain.advice import Advisor
@@ -135,4 +134,3 @@ def test_scores_equal_the_models_own_batch_path(scorer, bundles, city_tables, po
             np.testing.assert_allclose(s["probability"], expected["probability"].iloc[0], rtol=1e-12)
             assert s["flagged"] == bool(expected["flagged"].iloc[0])
             assert s["band"] == expected["band"].iloc[0]
-    assert isinstance(feats, pd.DataFrame)
