@@ -6,11 +6,17 @@ full contribution vectors and the response exactly as returned.
 
 Records are append-only and hash-chained: record ``seq`` carries ``prev_hash`` (the hash of record
 ``seq - 1``) and ``record_hash`` = SHA-256 over ``prev_hash`` and its own stored content. Writers
-serialise on the single row of ``audit_chain`` (a row lock in PostgreSQL, the write lock in
-SQLite), so the chain stays linear across threads, workers and hosts. ``verify`` walks the chain
-and names the first record that was edited, deleted or reordered. The chain proves integrity
-against edits that do not recompute every later hash; anchoring the head hash elsewhere (printing
-it into a report, say) closes that gap.
+serialise on row 1 of ``audit_chain`` (a row lock in PostgreSQL, the write lock in SQLite), so the
+chain stays linear across threads, workers and hosts. ``verify`` walks the chain and names the first
+record that was edited, deleted or reordered.
+
+The personal payload (the bundle received, the scores with every feature, the response) is hashed
+apart (``payload_hash``) and the record's hash covers that hash, not the payload: :meth:`AuditStore.purge`
+can empty the payload of records past their retention period and the chain still verifies. Records
+written before this (``payload_hash`` NULL) have the payload in their hash and cannot be purged.
+
+The chain alone cannot tell a rewrite whose author recomputed every later hash, nor a cut tail with
+a reset head: the signed checkpoints of :mod:`store.checkpoint`, kept outside the database, do.
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, create_engine, event, insert, or_, select, text, update
+from sqlalchemy import Table, and_, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from store.migrate import schema_lock, upgrade
-from store.schema import audit_chain, audit_records
+from store.schema import audit_chain, audit_records, batch_runs, batch_scores
 from store.schema import metadata as metadata  # re-exported: tests and benchmarks/loadtest.py import it from here
 
 GENESIS = "0" * 64
+AUDIT_CHAIN, ACCESS_CHAIN = 1, 2  # rows of audit_chain: the audit trail's head, the access log's
 
 
 class AuditUnavailable(RuntimeError):
@@ -54,9 +61,15 @@ class AuditRecord:
     seq: int | None = None
     prev_hash: str | None = None
     record_hash: str | None = None
+    caller: dict[str, str] | None = None      # {"role", "key_id"}; None on records written before 0002
+    town: str | None = None
+    purged_at: dt.datetime | None = None      # set: request, scores and response are gone (empty)
+    stored_flagged: bool | None = None        # the row's flagged column (what a purged record still says)
 
     @property
     def flagged(self) -> bool:
+        if self.stored_flagged is not None:
+            return self.stored_flagged
         return any(bool(s.get("flagged")) for s in self.scores)
 
 
@@ -75,12 +88,16 @@ class AuditEntry:
     request: str    # JSON
     scores: str     # JSON
     response: str   # JSON
+    caller: str | None = None   # JSON: {"role", "key_id"}
+    town: str | None = None
 
     @classmethod
     def of(cls, r: AuditRecord) -> AuditEntry:
         return cls(request_id=r.request_id, created_at=r.created_at, kind=r.kind, household_id=r.household_id,
                    as_of=r.as_of, models=r.models, flagged=r.flagged, request=_dumps(r.request),
-                   scores=_dumps(r.scores), response=_dumps(r.response))
+                   scores=_dumps(r.scores), response=_dumps(r.response),
+                   caller=None if r.caller is None else _dumps(r.caller),
+                   town=r.town if r.town is not None else _town_of(r.request))
 
 
 @dataclass(frozen=True)
@@ -100,20 +117,46 @@ class ChainProblem:
     reason: str
 
 
+@dataclass(frozen=True)
+class Purged:
+    """What :meth:`AuditStore.purge` did: payloads emptied, records it could not purge (written
+    before payloads were hashed apart), nightly batch score rows deleted."""
+
+    records: int
+    legacy_kept: int
+    batch_rows: int
+
+
 def _dumps(x: Any) -> str:
     return json.dumps(x, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def _town_of(request: Any) -> str | None:
+    try:
+        town = request["household"]["town"]
+    except (KeyError, TypeError):
+        return None
+    return town if isinstance(town, str) else None
+
+
+def utc(t: dt.datetime) -> dt.datetime:
+    """``t`` as an aware UTC time; a naive time is taken to be UTC (how the store writes them)."""
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
 def _utc_text(t: dt.datetime) -> str:
-    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the record's stored columns, in a fixed order."""
-    parts = [prev_hash, str(row["seq"]), row["request_id"], _utc_text(row["created_at"]), row["kind"],
-             row["household_id"], row["as_of"], row["model_versions"], "1" if row["flagged"] else "0",
-             row["models"], row["request"], row["scores"], row["response"]]
+def _db_time(engine: Engine, t: dt.datetime) -> dt.datetime:
+    """A time to compare with a stored one: UTC, and naive on SQLite (which keeps the UTC wall clock
+    as text and would otherwise compare another zone's wall clock with it)."""
+    t = utc(t)
+    return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
+
+
+def hash_parts(parts: list[str]) -> str:
+    """SHA-256 over ``parts``, each prefixed by its length (so no two lists hash alike)."""
     h = hashlib.sha256()
     for p in parts:
         b = p.encode("utf-8")
@@ -122,16 +165,39 @@ def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def payload_hash(request: str, scores: str, response: str) -> str:
+    """The hash of a record's personal payload, kept in the record and covered by its chain hash."""
+    return hash_parts(["payload", request, scores, response])
+
+
+def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the record's stored columns, in a fixed order. Since 0002 a
+    record's hash covers its payload's hash (so the payload can be purged); before, the payload itself."""
+    head = [prev_hash, str(row["seq"]), row["request_id"], _utc_text(row["created_at"]), row["kind"],
+            row["household_id"], row["as_of"], row["model_versions"], "1" if row["flagged"] else "0", row["models"]]
+    if row.get("payload_hash") is None:
+        return hash_parts([*head, row["request"], row["scores"], row["response"]])
+    return hash_parts(["v2", *head, row.get("caller") or "", row.get("town") or "", row["payload_hash"]])
+
+
 def _to_record(row: Any) -> AuditRecord:
-    created = row["created_at"]
-    if created.tzinfo is None:  # SQLite drops the zone; records are written in UTC
-        created = created.replace(tzinfo=dt.UTC)
+    created = utc(row["created_at"])  # SQLite drops the zone; records are written in UTC
+    purged = row["purged_at"]
     return AuditRecord(
         request_id=row["request_id"], created_at=created, kind=row["kind"], household_id=row["household_id"],
-        as_of=row["as_of"], models=json.loads(row["models"]), request=json.loads(row["request"]),
-        scores=json.loads(row["scores"]), response=json.loads(row["response"]), seq=row["seq"],
+        as_of=row["as_of"], models=json.loads(row["models"]),
+        request=json.loads(row["request"]) if purged is None else {},
+        scores=json.loads(row["scores"]) if purged is None else [],
+        response=json.loads(row["response"]) if purged is None else {}, seq=row["seq"],
         prev_hash=row["prev_hash"], record_hash=row["record_hash"],
+        caller=json.loads(row["caller"]) if row["caller"] else None, town=row["town"],
+        purged_at=None if purged is None else utc(purged), stored_flagged=bool(row["flagged"]),
     )
+
+
+def like_escape(value: str) -> str:
+    """``value`` matched literally by ``LIKE … ESCAPE '\\'``: its ``%``, ``_`` and ``\\`` escaped."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
@@ -196,11 +262,14 @@ class AuditStore:
     def create(self) -> None:
         """Brings the database to the schema this code expects (:func:`store.migrate.upgrade`: an empty
         database is created, one made before migrations is recognised and stamped, one newer than this
-        code is refused), then makes the chain head, once, whichever worker gets there first."""
+        code is refused), then makes the chain heads (the audit trail's and the access log's), once,
+        whichever worker gets there first."""
         upgrade(self.engine)
         with schema_lock(self.engine) as conn:
-            if conn.execute(select(audit_chain.c.id).where(audit_chain.c.id == 1)).first() is None:
-                conn.execute(insert(audit_chain).values(id=1, seq=0, head_hash=GENESIS))
+            have = set(conn.execute(select(audit_chain.c.id)).scalars())
+            for chain in (AUDIT_CHAIN, ACCESS_CHAIN):
+                if chain not in have:
+                    conn.execute(insert(audit_chain).values(id=chain, seq=0, head_hash=GENESIS))
 
     def ping(self) -> bool:
         try:
@@ -233,33 +302,43 @@ class AuditStore:
         rows: list[dict[str, Any]] = []
         try:
             with self._writers, conn.begin():
-                seq, head = self._lock_chain(conn)
+                seq, head = self.lock_chain(conn, AUDIT_CHAIN)
                 for e in entries:
                     seq += 1
                     row = {"request_id": e.request_id, "created_at": e.created_at, "kind": e.kind,
                            "household_id": e.household_id, "as_of": e.as_of,
                            "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in e.models),
                            "flagged": e.flagged, "models": _dumps(e.models), "request": e.request,
-                           "scores": e.scores, "response": e.response, "seq": seq, "prev_hash": head}
+                           "scores": e.scores, "response": e.response, "seq": seq, "prev_hash": head,
+                           "caller": e.caller, "town": e.town,
+                           "payload_hash": payload_hash(e.request, e.scores, e.response)}
                     head = row["record_hash"] = record_hash(head, row)
                     rows.append(row)
                 conn.execute(insert(audit_records), rows)
-                conn.execute(update(audit_chain).where(audit_chain.c.id == 1).values(seq=seq, head_hash=head))
+                self.set_head(conn, AUDIT_CHAIN, seq, head)
         except Exception as exc:
             raise AuditUnavailable(f"audit store did not commit: {type(exc).__name__}") from exc
         return [Appended(r["request_id"], r["seq"], r["prev_hash"], r["record_hash"]) for r in rows]
 
-    def _lock_chain(self, conn: Connection) -> tuple[int, str]:
+    def writing(self) -> _WriterLock:
+        """The writers' turn: held around every transaction that appends to a chain."""
+        return self._writers
+
+    def lock_chain(self, conn: Connection, chain: int) -> tuple[int, str]:
         """Takes the chain's lock (a no-op update locks the head's row in PostgreSQL, the database in
         SQLite) and reads the head, in one statement where the database can return from an update."""
-        lock = update(audit_chain).where(audit_chain.c.id == 1).values(seq=audit_chain.c.seq)
+        lock = update(audit_chain).where(audit_chain.c.id == chain).values(seq=audit_chain.c.seq)
         if self.engine.dialect.update_returning:
             seq, head = conn.execute(lock.returning(audit_chain.c.seq, audit_chain.c.head_hash)).one()
         else:
             conn.execute(lock)
             seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
-                                     .where(audit_chain.c.id == 1)).one()
+                                     .where(audit_chain.c.id == chain)).one()
         return int(seq), str(head)
+
+    @staticmethod
+    def set_head(conn: Connection, chain: int, seq: int, head: str) -> None:
+        conn.execute(update(audit_chain).where(audit_chain.c.id == chain).values(seq=seq, head_hash=head))
 
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
@@ -268,44 +347,64 @@ class AuditStore:
 
     def query(self, *, household_id: str | None = None, since: dt.datetime | None = None,
               until: dt.datetime | None = None, model_name: str | None = None, model_version: str | None = None,
-              flagged: bool | None = None, before_seq: int | None = None, limit: int = 50) -> list[AuditRecord]:
-        """Newest first; page with ``before_seq`` = the last ``seq`` of the previous page."""
+              flagged: bool | None = None, before_seq: int | None = None, limit: int = 50,
+              towns: frozenset[str] | None = None) -> list[AuditRecord]:
+        """Newest first; page with ``before_seq`` = the last ``seq`` of the previous page. Times in any
+        zone (naive: UTC); ``model_name``/``model_version`` match literally; ``towns``: only records of
+        these towns (a key limited to towns)."""
         c = audit_records.c
         cond = []
         if household_id is not None:
             cond.append(c.household_id == household_id)
         if since is not None:
-            cond.append(c.created_at >= since)
+            cond.append(c.created_at >= _db_time(self.engine, since))
         if until is not None:
-            cond.append(c.created_at < until)
+            cond.append(c.created_at < _db_time(self.engine, until))
         if model_name is not None or model_version is not None:
             # model_versions is "name:version,…": match one whole element, so version 1 is not 10
-            p = f"{model_name or '%'}:{model_version or '%'}"
-            cond.append(or_(*(c.model_versions.like(x) for x in (p, f"{p},%", f"%,{p}", f"%,{p},%"))))
+            p = f"{like_escape(model_name) if model_name is not None else '%'}:" \
+                f"{like_escape(model_version) if model_version is not None else '%'}"
+            cond.append(or_(*(c.model_versions.like(x, escape="\\") for x in (p, f"{p},%", f"%,{p}", f"%,{p},%"))))
         if flagged is not None:
             cond.append(c.flagged == flagged)
         if before_seq is not None:
             cond.append(c.seq < before_seq)
+        if towns is not None:
+            cond.append(c.town.in_(sorted(towns)))
         stmt = select(audit_records).where(and_(True, *cond)).order_by(c.seq.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_to_record(r) for r in conn.execute(stmt).mappings()]
+
+    def latest_town(self, household_id: str) -> str | None:
+        """The town of the household's latest record (API or nightly batch), None if none says."""
+        with self.engine.connect() as conn:
+            town = conn.execute(select(audit_records.c.town).where(audit_records.c.household_id == household_id)
+                                .order_by(audit_records.c.seq.desc()).limit(1)).scalar()
+            if town is None:
+                town = conn.execute(select(batch_scores.c.town).where(batch_scores.c.household_id == household_id)
+                                    .order_by(batch_scores.c.id.desc()).limit(1)).scalar()
+        return town
 
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(text("count(*)")).select_from(audit_records)).scalar_one())
 
-    def head(self) -> tuple[int, str]:
+    def head(self, chain: int = AUDIT_CHAIN) -> tuple[int, str]:
         with self.engine.connect() as conn:
-            seq, head = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
-                                     .where(audit_chain.c.id == 1)).one()
-        return int(seq), str(head)
+            found = conn.execute(select(audit_chain.c.seq, audit_chain.c.head_hash)
+                                 .where(audit_chain.c.id == chain)).first()
+        return (0, GENESIS) if found is None else (int(found[0]), str(found[1]))
 
-    def _rows(self, batch: int = 1000) -> Iterator[Any]:
-        last = 0
+    def rows(self, table: Table = audit_records, after: int = 0, upto: int | None = None,
+             batch: int = 1000) -> Iterator[Any]:
+        """The rows of a chained table in ``seq`` order, from ``after + 1`` (to ``upto``), as mappings."""
+        last = after
         with self.engine.connect() as conn:
             while True:
-                rows = list(conn.execute(select(audit_records).where(audit_records.c.seq > last)
-                                         .order_by(audit_records.c.seq).limit(batch)).mappings())
+                stmt = select(table).where(table.c.seq > last)
+                if upto is not None:
+                    stmt = stmt.where(table.c.seq <= upto)
+                rows = list(conn.execute(stmt.order_by(table.c.seq).limit(batch)).mappings())
                 if not rows:
                     return
                 yield from rows
@@ -315,7 +414,7 @@ class AuditStore:
         """Walks the whole chain; returns (records checked, the first problem or None)."""
         expected_seq, prev = 1, GENESIS
         n = 0
-        for row in self._rows():
+        for row in self.rows():
             n += 1
             rid = row["request_id"]
             if row["seq"] != expected_seq:
@@ -326,6 +425,10 @@ class AuditStore:
                                                         "record before it was replaced")
             if record_hash(prev, dict(row)) != row["record_hash"]:
                 return n, ChainProblem(row["seq"], rid, "its content does not match its hash: edited")
+            if row["payload_hash"] is not None and row["purged_at"] is None and \
+                    payload_hash(row["request"], row["scores"], row["response"]) != row["payload_hash"]:
+                return n, ChainProblem(row["seq"], rid, "its request, scores or response do not match their "
+                                                        "hash: edited")
             prev, expected_seq = row["record_hash"], expected_seq + 1
         seq, head = self.head()
         if seq != expected_seq - 1 or head != prev:
@@ -333,6 +436,30 @@ class AuditStore:
                                                        f"the table ends at {expected_seq - 1}: the last records were "
                                                        "deleted or the head was altered")
         return n, None
+
+    def purge(self, before: dt.datetime, household_id: str | None = None) -> Purged:
+        """Empties the personal payload (request, scores, response) of the records created before
+        ``before`` (of one household, for an erasure request), and deletes the nightly batch's score
+        rows of runs before it. The records keep their place in the chain, their hash and what is
+        not personal payload (request id, time, household id, model versions, caller, town), so
+        ``verify`` still passes. Records written before payloads were hashed apart are kept whole
+        (purging them would break the chain) and counted in ``legacy_kept``."""
+        c = audit_records.c
+        cut = _db_time(self.engine, before)
+        where = [c.created_at < cut, c.purged_at.is_(None)]
+        if household_id is not None:
+            where.append(c.household_id == household_id)
+        with self.engine.begin() as conn:
+            legacy = int(conn.execute(select(func.count()).select_from(audit_records)
+                                      .where(*where, c.payload_hash.is_(None))).scalar_one())
+            done = conn.execute(update(audit_records).where(*where, c.payload_hash.is_not(None))
+                                .values(request="", scores="", response="", purged_at=dt.datetime.now(dt.UTC)))
+            runs = select(batch_runs.c.run_id).where(batch_runs.c.created_at < cut)
+            gone = batch_scores.delete().where(batch_scores.c.run_id.in_(runs))
+            if household_id is not None:
+                gone = gone.where(batch_scores.c.household_id == household_id)
+            deleted = conn.execute(gone)
+        return Purged(records=int(done.rowcount or 0), legacy_kept=legacy, batch_rows=int(deleted.rowcount or 0))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,5 +1,7 @@
-"""The store's tables, all on one ``metadata``: the audit trail (``audit_records`` and its chain head
-``audit_chain``), caseworkers' ``feedback`` and the nightly ``batch_runs`` / ``batch_scores``.
+"""The store's tables, all on one ``metadata``: the audit trail (``audit_records``), the access log
+(``access_log`` and its ``access_targets``), their chain heads (``audit_chain``: row 1 the audit
+trail's, row 2 the access log's), caseworkers' ``feedback``, the nightly ``batch_runs`` /
+``batch_scores`` and the auditors' signed-out sessions (``revoked_sessions``).
 
 This is the schema the code expects; the database gets it only through the migrations in
 ``store/migrations`` (:func:`store.migrate.upgrade`). Change a table here and add a migration that
@@ -28,6 +30,13 @@ audit_records = Table(
     Column("response", Text, nullable=False),            # JSON: exactly what was returned
     Column("prev_hash", String(64), nullable=False),
     Column("record_hash", String(64), nullable=False),
+    # since 0002: who asked, the household's town (for keys limited to towns), the hash of the personal
+    # payload (request, scores, response; NULL on records written before: their hash covers the
+    # payload itself) and when that payload was purged (then the three columns are empty)
+    Column("caller", Text, nullable=True),               # JSON: {"role", "key_id"}
+    Column("town", String(64), nullable=True),
+    Column("payload_hash", String(64), nullable=True),
+    Column("purged_at", DateTime(timezone=True), nullable=True),
     Index("ix_audit_household", "household_id"),
     Index("ix_audit_created", "created_at"),
 )
@@ -51,7 +60,39 @@ feedback_table = Table(
     Column("flagged_risks", String(256), nullable=False),   # what the prompting request flagged
     Column("model_versions", String(512), nullable=False),  # "name:version,…" of the prompting request
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=True),                  # JSON: {"role", "key_id"}; since 0002
     Index("ix_feedback_household", "household_id"),
+)
+
+# Every read of personal data, append-only and hash-chained like the audit trail (head: audit_chain row 2).
+access_log = Table(
+    "access_log", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("targets", Text, nullable=False),        # JSON: {"households": [...], "requests": [...]}
+    Column("result_count", Integer, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Index("ix_access_created", "created_at"),
+    Index("ix_access_key", "key_id"),
+)
+
+# one row per household or request id an access event touched: what the access search looks up
+access_targets = Table(
+    "access_targets", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("target", String(64), primary_key=True),
+    Index("ix_access_targets_target", "target"),
+)
+
+# auditors' sessions ended by "sign out" before they expired; a row may go once expires_at is past
+revoked_sessions = Table(
+    "revoked_sessions", metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 batch_runs = Table(
@@ -71,5 +112,6 @@ batch_scores = Table(
     Column("run_id", String(32), nullable=False),
     Column("household_id", String(64), nullable=False),
     Column("scores", Text, nullable=False),          # JSON: {risk: [probability, band, flagged]}
+    Column("town", String(64), nullable=True),       # since 0002: for keys limited to towns
     Index("ix_batch_scores_household", "household_id"),
 )

@@ -36,9 +36,8 @@ from sqlalchemy import (
     text,
 )
 
-from store.audit import GENESIS, AuditRecord, AuditStore
+from store.audit import GENESIS, AuditRecord, AuditStore, _dumps, record_hash
 from store.feedback import FeedbackStore
-from store.history import BatchRun, record_run
 from store.migrate import (
     BASELINE,
     LEGACY_TABLES,
@@ -53,7 +52,10 @@ from store.schema import metadata
 
 PG_URL = os.environ.get("RELIEF_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
-STORE_TABLES = {"audit_records", "audit_chain", "feedback", "batch_runs", "batch_scores"}
+STORE_TABLES = {"audit_records", "audit_chain", "feedback", "batch_runs", "batch_scores", "access_log",
+                "access_targets", "revoked_sessions"}
+HEAD = "0002"
+CHAINS = [(1, 0, GENESIS), (2, 0, GENESIS)]  # the audit trail's head and the access log's
 
 # ---- the schema as metadata.create_all made it before migrations, frozen here (store.schema moves on)
 LEGACY = MetaData()
@@ -171,7 +173,37 @@ def rows(store: AuditStore, table: str) -> list[tuple]:
 
 
 def everything(store: AuditStore) -> dict[str, list[tuple]]:
-    return {t: rows(store, t) for t in sorted(STORE_TABLES)}
+    """Every row of the baseline's tables there are, in the baseline's columns (later migrations add
+    columns)."""
+    present = tables(store)
+    with store.engine.connect() as conn:
+        return {name: [tuple(r) for r in conn.execute(select(*[store_table(name).c[c.name] for c in t.c])
+                                                      .order_by(store_table(name).c[t.c.keys()[0]]))]
+                for name, t in sorted(LEGACY.tables.items()) if name in present}
+
+
+def store_table(name: str) -> Table:
+    return metadata.tables[name]
+
+
+def legacy_write(store: AuditStore, records: list[AuditRecord]) -> list[AuditRecord]:
+    """Appends records as the code before 0002 did: into the baseline's columns, the payload in the hash."""
+    out = []
+    with store.engine.begin() as conn:
+        seq, head = conn.execute(select(LEGACY.tables["audit_chain"].c.seq,
+                                        LEGACY.tables["audit_chain"].c.head_hash)).one()
+        for r in records:
+            seq += 1
+            row = {"seq": seq, "request_id": r.request_id, "created_at": r.created_at, "kind": r.kind,
+                   "household_id": r.household_id, "as_of": r.as_of,
+                   "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in r.models), "flagged": r.flagged,
+                   "models": _dumps(r.models), "request": _dumps(r.request), "scores": _dumps(r.scores),
+                   "response": _dumps(r.response), "prev_hash": head}
+            head = row["record_hash"] = record_hash(head, row)
+            conn.execute(insert(LEGACY.tables["audit_records"]).values(**row))
+            out.append(AuditRecord(**{**r.__dict__, "seq": seq, "prev_hash": row["prev_hash"], "record_hash": head}))
+        conn.execute(LEGACY.tables["audit_chain"].update().values(seq=seq, head_hash=head))
+    return out
 
 
 def record(household_id: str = "H1", flagged: bool = False) -> AuditRecord:
@@ -193,14 +225,14 @@ def test_empty_database_is_brought_to_head_with_one_chain_head(url, stores):
     store = stores(url)
     assert current(store.engine) is None
     store.create()
-    assert head_revision() == BASELINE == "0001"
-    assert current(store.engine) == "0001"
+    assert BASELINE == "0001" and head_revision() == HEAD
+    assert current(store.engine) == HEAD
     assert tables(store) == STORE_TABLES | {"alembic_version"}
-    assert rows(store, "alembic_version") == [("0001",)]
-    assert rows(store, "audit_chain") == [(1, 0, GENESIS)]
+    assert rows(store, "alembic_version") == [(HEAD,)]
+    assert rows(store, "audit_chain") == CHAINS
     store.create()  # every start-up calls it: the second changes nothing
-    assert rows(store, "alembic_version") == [("0001",)]
-    assert rows(store, "audit_chain") == [(1, 0, GENESIS)]
+    assert rows(store, "alembic_version") == [(HEAD,)]
+    assert rows(store, "audit_chain") == CHAINS
     assert store.write([record()])[0].seq == 1
 
 
@@ -223,17 +255,24 @@ def test_the_baseline_is_exactly_what_create_all_made(url, stores):
 
 # ---- a database made before migrations --------------------------------------------------------------
 def _fill(store: AuditStore) -> int:
+    """Rows as the code before migrations wrote them."""
     written = []
     for i in range(5):
-        written += store.write([record(household_id=f"H{i}", flagged=i % 2 == 0)])
-    written += store.write([record(), record()])
-    feedback = FeedbackStore(store.engine)
-    feedback.add(written[0], dt.date(2026, 7, 3), ["illness_poverty"])
-    feedback.add(written[1], dt.date(2026, 7, 4), ["not_in_need"])
-    record_run(store.engine, BatchRun(run_id="r1", created_at=dt.datetime(2026, 7, 1, 2, 0, tzinfo=dt.UTC),
-                                      as_of="2026-06-30", models=[{"name": "illness_poverty", "version": "3"}],
-                                      households=2, flagged=1, output="/data/batch"),
-               [("H1", {"illness_poverty": [0.4, "high", True]}), ("H2", {"illness_poverty": [0.01, "low", False]})])
+        written += legacy_write(store, [record(household_id=f"H{i}", flagged=i % 2 == 0)])
+    written += legacy_write(store, [record(), record()])
+    with store.engine.begin() as conn:
+        for i, (r, visited, finding) in enumerate([(written[0], "2026-07-03", "illness_poverty"),
+                                                   (written[1], "2026-07-04", "not_in_need")]):
+            conn.execute(insert(LEGACY.tables["feedback"]).values(
+                feedback_id=f"f{i}", request_id=r.request_id, household_id=r.household_id, as_of=r.as_of,
+                visited_on=visited, findings=finding, flagged_risks="", model_versions="illness_poverty:3",
+                recorded_at=dt.datetime(2026, 7, 5, tzinfo=dt.UTC)))
+        conn.execute(insert(LEGACY.tables["batch_runs"]).values(
+            run_id="r1", created_at=dt.datetime(2026, 7, 1, 2, 0, tzinfo=dt.UTC), as_of="2026-06-30",
+            models='[{"name": "illness_poverty", "version": "3"}]', households=2, flagged=1, output="/data/batch"))
+        conn.execute(insert(LEGACY.tables["batch_scores"]), [
+            {"run_id": "r1", "household_id": "H1", "scores": '{"illness_poverty":[0.4,"high",true]}'},
+            {"run_id": "r1", "household_id": "H2", "scores": '{"illness_poverty":[0.01,"low",false]}'}])
     return len(written)
 
 
@@ -247,9 +286,11 @@ def test_legacy_database_is_stamped_and_keeps_every_row_and_its_chain(url, store
 
     store.create()
 
-    assert current(store.engine) == "0001"
-    assert rows(store, "alembic_version") == [("0001",)]
-    assert everything(store) == before
+    assert current(store.engine) == HEAD
+    assert rows(store, "alembic_version") == [(HEAD,)]
+    after = everything(store)
+    assert after.pop("audit_chain") == [*before.pop("audit_chain"), (2, 0, GENESIS)]  # the access log's head
+    assert after == before
     assert store.verify() == (n, None)
     assert store.write([record()])[0].seq == n + 1  # the chain goes on from where it was
     assert store.verify() == (n + 1, None)
@@ -261,14 +302,16 @@ def test_legacy_database_of_the_nightly_batch_alone_gets_the_feedback_table(url,
     store's: the missing table is created as the baseline has it, then the database is stamped."""
     make_legacy(url, tables=("audit_records", "audit_chain", "batch_runs", "batch_scores"))
     store = stores(url)
-    written = store.write([record(), record()])
-    before = {t: rows(store, t) for t in ("audit_records", "audit_chain")}
+    written = legacy_write(store, [record(), record()])
+    before = everything(store)
 
     store.create()
 
-    assert current(store.engine) == "0001"
+    assert current(store.engine) == HEAD
     assert tables(store) == STORE_TABLES | {"alembic_version"}
-    assert {t: rows(store, t) for t in ("audit_records", "audit_chain")} == before
+    after = everything(store)
+    assert after["audit_records"] == before["audit_records"]
+    assert after["audit_chain"] == [*before["audit_chain"], (2, 0, GENESIS)]
     assert store.verify() == (2, None)
     FeedbackStore(store.engine).add(written[0], dt.date(2026, 7, 3), ["illness_poverty"])
     with store.engine.connect() as conn:
@@ -312,7 +355,7 @@ def test_database_at_an_unknown_newer_revision_is_refused_untouched(url, stores)
     with pytest.raises(SchemaError) as err:
         store.create()
     assert str(err.value) == (f"the database {_where(url)} is at revision '0007_later', which this code does not "
-                              "know (its newest is '0001'): it was migrated by a newer relief-risk; run that "
+                              "know (its newest is '0002'): it was migrated by a newer relief-risk; run that "
                               "version, or restore a backup taken before the upgrade")
     assert current(store.engine) == "0007_later"
 
@@ -350,8 +393,8 @@ def test_workers_starting_at_once_migrate_once(url, stores, tmp_path):
     results = [_finish(p) for p in workers]
     assert [(code, out) for code, out, _ in results] == [(0, "done\n"), (0, "done\n")], [e for *_, e in results]
     store = stores(url)
-    assert rows(store, "alembic_version") == [("0001",)]
-    assert rows(store, "audit_chain") == [(1, 0, GENESIS)]
+    assert rows(store, "alembic_version") == [(HEAD,)]
+    assert rows(store, "audit_chain") == CHAINS
     assert tables(store) == STORE_TABLES | {"alembic_version"}
 
 
@@ -366,8 +409,8 @@ def test_a_worker_waits_for_the_schema_lock_then_finds_head(url, stores, tmp_pat
         command.upgrade(alembic_config(conn), "head")
         conn.execute(insert(metadata.tables["audit_chain"]).values(id=1, seq=0, head_hash=GENESIS))
     assert _finish(worker)[:2] == (0, "done\n")
-    assert rows(store, "alembic_version") == [("0001",)]
-    assert rows(store, "audit_chain") == [(1, 0, GENESIS)]
+    assert rows(store, "alembic_version") == [(HEAD,)]
+    assert rows(store, "audit_chain") == CHAINS
 
 
 # ---- the command line ------------------------------------------------------------------------------
@@ -375,16 +418,16 @@ def test_db_commands(url, capsys):
     from relief_risk.cli import main
 
     assert main(["db", "current", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "none (empty, or made before migrations); this code's head is 0001\n"
+    assert capsys.readouterr().out == "none (empty, or made before migrations); this code's head is 0002\n"
     assert main(["db", "upgrade", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "upgraded from none to 0001 (head)\n"
+    assert capsys.readouterr().out == "upgraded from none to 0002 (head)\n"
     assert main(["db", "upgrade", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "already at 0001 (head)\n"
+    assert capsys.readouterr().out == "already at 0002 (head)\n"
     assert main(["db", "current", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "0001 (head)\n"
+    assert capsys.readouterr().out == "0002 (head)\n"
     engine = create_engine(url)
     with engine.begin() as conn:
-        assert conn.execute(select(metadata.tables["audit_chain"].c.seq)).scalar_one() == 0
+        assert conn.execute(select(metadata.tables["audit_chain"].c.seq)).scalars().all() == [0, 0]
         conn.execute(text("UPDATE alembic_version SET version_num = '0007_later'"))
     engine.dispose()
     assert main(["db", "upgrade", "--audit-url", url]) == 1
