@@ -293,13 +293,14 @@ def record_batch(url: str, summary: BatchSummary, batch_rows: int = 50_000) -> s
     return run.run_id
 
 
-def _history_rows(path: Path, risks: Sequence[str], batch_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    columns = ["household_id"] + [f"{r}__{c}" for r in risks for c in ("probability", "band", "flagged")]
+def _history_rows(path: Path, risks: Sequence[str], batch_rows: int
+                  ) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    columns = ["household_id", "town"] + [f"{r}__{c}" for r in risks for c in ("probability", "band", "flagged")]
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
         cols = batch.to_pydict()
         per_risk = [(r, cols[f"{r}__probability"], cols[f"{r}__band"], cols[f"{r}__flagged"]) for r in risks]
-        for i, hid in enumerate(cols["household_id"]):
-            yield hid, {r: [p[i], b[i], f[i]] for r, p, b, f in per_risk}
+        for i, (hid, town) in enumerate(zip(cols["household_id"], cols["town"], strict=True)):
+            yield hid, {r: [p[i], b[i], f[i]] for r, p, b, f in per_risk}, town
 
 
 # ---- on demand ------------------------------------------------------------------------------------

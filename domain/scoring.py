@@ -64,18 +64,20 @@ class Scorer:
     policy: PolicyBook
     advisor: Advisor | None = None  # lists, eligibility and warm list beside the scores
 
-    def score(self, bundle: Mapping[str, Any], kind: str = "score") -> Scored | Unscorable:
-        """One validated bundle (as plain JSON values: ``domain.bundle`` checked it)."""
-        return self.score_many([bundle], kind)[0]
+    def score(self, bundle: Mapping[str, Any], kind: str = "score", caller: str | None = None) -> Scored | Unscorable:
+        """One validated bundle (as plain JSON values: ``domain.bundle`` checked it). ``caller``: who
+        asked, as the audit record keeps it (JSON ``{"role", "key_id"}``)."""
+        return self.score_many([bundle], kind, caller)[0]
 
-    def score_many(self, bundles: Sequence[Mapping[str, Any]], kind: str = "batch") -> list[Scored | Unscorable]:
+    def score_many(self, bundles: Sequence[Mapping[str, Any]], kind: str = "batch",
+                   caller: str | None = None) -> list[Scored | Unscorable]:
         """Validated bundles, in their order. Bundles of the same ``as_of`` share one feature matrix."""
         by_day: dict[str, list[int]] = defaultdict(list)
         for i, b in enumerate(bundles):
             by_day[str(b["as_of"])].append(i)
         out: list[Scored | Unscorable | None] = [None] * len(bundles)
         for day, positions in by_day.items():
-            for i, result in zip(positions, self._score_day([bundles[i] for i in positions], day, kind),
+            for i, result in zip(positions, self._score_day([bundles[i] for i in positions], day, kind, caller),
                                  strict=True):
                 out[i] = result
         return out  # type: ignore[return-value]
@@ -95,7 +97,8 @@ class Scorer:
         _, x = feature_matrix(tables, as_of, self.policy)
         return tables, x, [x[:, lm.model.positions(FEATURE_IDS)] for lm in self.models]
 
-    def _score_day(self, bundles: list[Mapping[str, Any]], as_of: str, kind: str) -> list[Scored | Unscorable]:
+    def _score_day(self, bundles: list[Mapping[str, Any]], as_of: str, kind: str,
+                   caller: str | None) -> list[Scored | Unscorable]:
         tables, x, per_model = self._features(bundles, as_of)
         refused: dict[int, str] = {}
         for lm, xm in zip(self.models, per_model, strict=True):
@@ -118,7 +121,8 @@ class Scorer:
         created = dt.datetime.now(dt.UTC)
         values = x.tolist()
         for k, i in enumerate(good.tolist()):
-            out[i] = self._assemble(bundles[i], as_of, kind, created, publics[k], scores, k, values[k], advice[k])
+            out[i] = self._assemble(bundles[i], as_of, kind, created, publics[k], scores, k, values[k], advice[k],
+                                    caller)
         return out  # type: ignore[return-value]
 
     def _public(self, lm: LoadedModel, s: MatrixScores, xm: np.ndarray, k: int) -> dict[str, Any]:
@@ -128,7 +132,7 @@ class Scorer:
 
     def _assemble(self, bundle: Mapping[str, Any], as_of: str, kind: str, created: dt.datetime,
                   public: list[dict[str, Any]], scores: list[MatrixScores], k: int, values: list[float],
-                  advice: Advice | None) -> Scored:
+                  advice: Advice | None, caller: str | None) -> Scored:
         request_id = uuid.uuid4().hex
         household_id = bundle["household"]["household_id"]
         features = _feature_values(values)
@@ -145,5 +149,6 @@ class Scorer:
         entry = AuditEntry(request_id=request_id, created_at=created, kind=kind, household_id=household_id,
                            as_of=as_of, models=[{"name": m.name, "version": m.version} for m in self.models],
                            flagged=any(p["flagged"] for p in public), request=orjson.dumps(bundle).decode(),
-                           scores=orjson.dumps(full).decode(), response=body.decode())
+                           scores=orjson.dumps(full).decode(), response=body.decode(), caller=caller,
+                           town=bundle["household"]["town"])
         return Scored(request_id=request_id, response=response, body=body, scores=full, entry=entry)

@@ -31,9 +31,15 @@ DIAGNOSES = {"cancer": "恶性肿瘤", "renal": "肾病", "cardio_cerebrovascula
 PROGRAMS = {"dibao": "低保", "dibao_edge": "低保边缘", "tekun": "特困", "expenditure_hardship": "支出型困难",
             "temporary": "临时救助"}
 
+ROLES = {"platform": "救助平台", "auditor": "审计员", "admin": "管理员"}
+ACTIONS = {"household_file": "查看户档案", "audit_record": "查看审计记录", "audit_search": "查询审计记录",
+           "audit_export": "导出审计记录", "case_page": "查看个案页", "policy_check": "政策计算",
+           "access_search": "查询访问日志"}
+
 TABLES: dict[str, dict[Any, str]] = {
     "town": TOWNS, "hukou_type": HUKOU, "housing": HOUSING, "relation": RELATIONS, "sex": SEXES,
     "employment": EMPLOYMENT, "disability_grade": DISABILITY, "source": INCOME_SOURCES, "setting": SETTINGS,
-    "diagnosis_group": DIAGNOSES, "program": PROGRAMS, "risk": RISKS, "band": BANDS,
+    "diagnosis_group": DIAGNOSES, "program": PROGRAMS, "risk": RISKS, "band": BANDS, "role": ROLES,
+    "action": ACTIONS,
 }
 

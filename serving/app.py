@@ -22,15 +22,16 @@ from domain.loader import load_served
 from domain.scoring import Scorer
 from features.io import load_policy_book
 from policy import load_eligibility
-from serving import errors
+from serving import errors, middleware
 from serving.bodies import add_schemas
 from serving.deps import Workers
 from serving.limits import BodySizeLimit
-from serving.middleware import AccessLog
 from serving.routers import ROUTERS
 from serving.schemas import BatchRequest, FeedbackRequest
 from serving.settings import Settings
+from serving.throttle import Window, parse_rate
 from serving.ui import router as ui_router
+from store.access import AccessLog
 from store.audit import AuditStore
 from store.feedback import FeedbackStore
 from store.writer import GroupCommitter
@@ -54,12 +55,19 @@ def create_app(settings: Settings) -> FastAPI:
         state = app.state
         state.keys = settings.keys
         state.policy = load_policy_book(settings.policy_path)
+        unknown = sorted({t for g in state.keys.values() for t in (g.towns or ())} - state.policy.all_towns)
+        if unknown:
+            raise ValueError(f"RELIEF_RISK_API_KEYS limits keys to towns the policy file does not know: {unknown}")
+        state.secure_cookies = settings.secure_cookies
+        state.login_window = Window(*parse_rate(settings.login_failures))
+        state.key_window = Window(*parse_rate(settings.key_rate)) if settings.key_rate else None
         state.eligibility = load_eligibility(settings.policy_path)
         state.advisor = Advisor.load(settings.policy_path, policy=state.policy)
         state.audit = AuditStore(settings.audit_url)
         state.committer = GroupCommitter(state.audit)
         state.workers = Workers(settings.scoring_threads)
         state.feedback = FeedbackStore(state.audit.engine)
+        state.access = AccessLog(state.audit)
         state.scorer, state.missing, state.load_error = None, [], None
         try:
             state.audit.create()
@@ -86,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
                   summary="Active discovery of hardship (主动发现), above all illness-induced poverty (因病致贫).")
     app.add_middleware(BodySizeLimit, default_limit=settings.max_body_bytes,
                        limits={"/v1/score/batch": settings.max_batch_body_bytes})
-    app.add_middleware(AccessLog)
+    app.add_middleware(middleware.AccessLog)  # the request log lines, not the access log of reads
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

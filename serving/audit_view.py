@@ -36,6 +36,10 @@ class AuditSummary(BaseModel):
     models: str
     flagged: bool
     scores: dict[str, dict[str, Any]]
+    caller: dict[str, str] | None = Field(description="who asked: {role, key_id}; null on records from before "
+                                                      "callers were kept")
+    purged_at: str | None = Field(description="when the record's payload (bundle, scores, response) was purged "
+                                              "past the retention period; null while kept")
 
 
 class AuditPage(BaseModel):
@@ -48,23 +52,34 @@ def audit_summary(r: AuditRecord) -> dict[str, Any]:
             "household_id": r.household_id, "as_of": r.as_of,
             "models": ",".join(f"{m['name']}:{m['version']}" for m in r.models), "flagged": r.flagged,
             "scores": {s["risk"]: {"probability": s["probability"], "band": s["band"], "flagged": s["flagged"]}
-                       for s in r.scores}}
+                       for s in r.scores},
+            "caller": r.caller, "purged_at": _time(r.purged_at)}
+
+
+def _time(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
 
 
 def audit_detail(r: AuditRecord) -> dict[str, Any]:
     return {"request_id": r.request_id, "seq": r.seq, "created_at": r.created_at.isoformat(), "kind": r.kind,
-            "household_id": r.household_id, "as_of": r.as_of, "models": r.models, "request": r.request,
-            "scores": r.scores, "response": r.response, "prev_hash": r.prev_hash, "record_hash": r.record_hash}
+            "household_id": r.household_id, "as_of": r.as_of, "models": r.models, "caller": r.caller,
+            "town": r.town, "purged_at": _time(r.purged_at),
+            "request": None if r.purged_at else r.request, "scores": None if r.purged_at else r.scores,
+            "response": None if r.purged_at else r.response, "prev_hash": r.prev_hash, "record_hash": r.record_hash}
+
+
+SUMMARY_COLUMNS = ("seq", "request_id", "created_at", "kind", "household_id", "as_of", "models", "flagged")
 
 
 def summaries_csv(rows: list[dict[str, Any]]) -> str:
     risks = sorted({risk for row in rows for risk in row["scores"]})
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["seq", "request_id", "created_at", "kind", "household_id", "as_of", "models", "flagged",
+    w.writerow([*SUMMARY_COLUMNS, "caller_role", "caller_key_id", "purged_at",
                 *[f"{r}_{k}" for r in risks for k in ("probability", "band", "flagged")]])
     for row in rows:
-        w.writerow([row[k] for k in ("seq", "request_id", "created_at", "kind", "household_id", "as_of", "models",
-                                     "flagged")]
+        caller = row.get("caller") or {}
+        w.writerow([row[k] for k in SUMMARY_COLUMNS]
+                   + [caller.get("role", ""), caller.get("key_id", ""), row.get("purged_at") or ""]
                    + [row["scores"].get(r, {}).get(k, "") for r in risks for k in ("probability", "band", "flagged")])
     return out.getvalue()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from domain.advice import Advisor
 from domain.bundle import parse_bundle
@@ -21,6 +21,7 @@ from domain.scoring import Scorer
 from features.policy import PolicyBook
 from serving.bodies import json_body
 from serving.errors import BadRequest, NotReady
+from store.access import AccessLog, Caller
 from store.audit import AuditStore
 from store.feedback import FeedbackStore
 from store.writer import GroupCommitter
@@ -61,6 +62,17 @@ async def feedback(request: Request) -> FeedbackStore:
     return request.app.state.feedback
 
 
+async def access(request: Request) -> AccessLog:
+    return request.app.state.access
+
+
+def town_refused(caller: Caller, town: str) -> None:
+    """A key limited to towns may act only on households of those towns: 403 naming the town."""
+    if not caller.may_see(town):
+        raise HTTPException(403, f"this key is limited to the towns {', '.join(sorted(caller.towns or ()))}; "
+                                 f"the household is of town {town!r}")
+
+
 async def advisor(request: Request) -> Advisor:
     return request.app.state.advisor
 
@@ -84,4 +96,5 @@ AuditDep = Annotated[AuditStore, Depends(audit)]
 CommitterDep = Annotated[GroupCommitter, Depends(committer)]
 FeedbackDep = Annotated[FeedbackStore, Depends(feedback)]
 AdvisorDep = Annotated[Advisor, Depends(advisor)]
+AccessDep = Annotated[AccessLog, Depends(access)]
 PolicyDep = Annotated[PolicyBook, Depends(policy)]

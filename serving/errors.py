@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.schema import FeatureSchemaError
+from store.access import AccessUnavailable
 from store.audit import AuditUnavailable
 
 log = logging.getLogger("relief_risk.serving")
@@ -58,6 +59,11 @@ def install(app: FastAPI) -> None:
     async def _audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
         log.error("audit write failed: %s", exc)
         return JSONResponse(status_code=503, content={"detail": "audit store unavailable; nothing was scored"})
+
+    @app.exception_handler(AccessUnavailable)
+    async def _access_down(request: Request, exc: AccessUnavailable) -> JSONResponse:
+        log.error("access log write failed: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": "access log unavailable; nothing was returned"})
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:

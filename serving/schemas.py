@@ -178,6 +178,11 @@ class FeedbackRequest(StrictModel):
          "findings": ["illness_poverty"]}]})
 
 
+class CallerInfo(BaseModel):
+    role: Literal["platform", "auditor", "admin"]
+    key_id: str = Field(description="the key's stable fingerprint (never the key): `k-` and 12 hex digits")
+
+
 class FeedbackResponse(BaseModel):
     feedback_id: str
     request_id: str
@@ -189,6 +194,28 @@ class FeedbackResponse(BaseModel):
     confirmed: list[str] = Field(description="flagged risks the visit found")
     model_versions: dict[str, str]
     recorded_at: str
+    caller: CallerInfo | None = Field(None, description="who recorded it; null on feedback recorded before callers "
+                                                        "were kept")
+
+
+# ---- the access log ---------------------------------------------------------------------------------
+Action = Literal["household_file", "audit_record", "audit_search", "audit_export", "case_page", "policy_check",
+                 "access_search"]
+
+
+class AccessEventOut(BaseModel):
+    seq: int
+    created_at: str = Field(description="UTC, ISO 8601")
+    caller: CallerInfo
+    action: Action
+    households: list[str] = Field(description="the households whose data the read showed")
+    requests: list[str] = Field(description="the audit records (request ids) it showed")
+    result_count: int = Field(description="how many records it returned")
+
+
+class AccessPage(BaseModel):
+    events: list[AccessEventOut]
+    next_before_seq: int | None = Field(description="paging: pass as before_seq for the next (older) page")
 
 
 # ---- the household file (一户一档) ---------------------------------------------------------------
@@ -240,7 +267,10 @@ class HouseholdFile(BaseModel):
 # ---- documented error answers (serving/errors.py maps each failure to its status) ----------------
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or unknown API key"},
-    403: {"model": ErrorResponse, "description": "the key's role may not call this endpoint"},
+    403: {"model": ErrorResponse, "description": "the key's role may not call this endpoint, or the household is "
+                                                 "outside the towns the key is limited to"},
+    429: {"model": ErrorResponse, "description": "the key's request rate is over its limit (RELIEF_RISK_KEY_RATE); "
+                                                 "retry after `Retry-After` seconds"},
     422: {"model": ErrorResponse, "description": "bad input: each item names the field (`loc`) and why (`msg`); "
                                                  "a body that is not JSON names `body`"},
     503: {"model": ErrorResponse, "description": "models not loaded or the store unreachable; nothing was scored"},

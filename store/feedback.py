@@ -11,6 +11,7 @@ one, posting a different outcome for the same request is a conflict.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class Feedback:
     flagged_risks: list[str]
     model_versions: dict[str, str]
     recorded_at: dt.datetime
+    caller: dict[str, str] | None = None  # {"role", "key_id"} of who recorded it
 
     @property
     def confirmed(self) -> list[str]:
@@ -48,7 +50,8 @@ class Feedback:
                 "as_of": self.as_of, "visited_on": self.visited_on, "findings": self.findings,
                 "flagged_risks": self.flagged_risks, "confirmed": self.confirmed,
                 "model_versions": self.model_versions,
-                "recorded_at": self.recorded_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
+                "recorded_at": self.recorded_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+                "caller": self.caller}
 
 
 class FeedbackConflict(ValueError):
@@ -69,7 +72,8 @@ def _to_feedback(row: Any) -> Feedback:
     versions = dict(x.split(":", 1) for x in _split(row["model_versions"]))
     return Feedback(feedback_id=row["feedback_id"], request_id=row["request_id"], household_id=row["household_id"],
                     as_of=row["as_of"], visited_on=row["visited_on"], findings=_split(row["findings"]),
-                    flagged_risks=_split(row["flagged_risks"]), model_versions=versions, recorded_at=recorded)
+                    flagged_risks=_split(row["flagged_risks"]), model_versions=versions, recorded_at=recorded,
+                    caller=json.loads(row["caller"]) if row.get("caller") else None)
 
 
 class FeedbackStore:
@@ -78,15 +82,18 @@ class FeedbackStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, prompt: AuditRecord, visited_on: dt.date, findings: list[str]) -> tuple[Feedback, bool]:
+    def add(self, prompt: AuditRecord, visited_on: dt.date, findings: list[str],
+            caller: dict[str, str] | None = None) -> tuple[Feedback, bool]:
         """Stores the visit; returns (feedback, created). The same outcome posted again returns the
-        stored feedback with ``created`` False; a different one raises :class:`FeedbackConflict`."""
+        stored feedback with ``created`` False; a different one raises :class:`FeedbackConflict`.
+        ``caller``: who recorded it ({"role", "key_id"})."""
         flagged = sorted({s["risk"] for s in prompt.scores if s.get("flagged")})
         row = {"feedback_id": uuid.uuid4().hex, "request_id": prompt.request_id, "household_id": prompt.household_id,
                "as_of": prompt.as_of, "visited_on": visited_on.isoformat(), "findings": ",".join(sorted(set(findings))),
                "flagged_risks": ",".join(flagged),
                "model_versions": ",".join(f"{m['name']}:{m['version']}" for m in prompt.models),
-               "recorded_at": dt.datetime.now(dt.UTC)}
+               "recorded_at": dt.datetime.now(dt.UTC),
+               "caller": None if caller is None else json.dumps(caller, separators=(",", ":"))}
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(feedback_table).values(**row))

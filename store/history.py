@@ -26,16 +26,18 @@ class BatchRun:
     output: str
 
 
-def record_run(engine: Engine, run: BatchRun, rows: Iterable[tuple[str, dict[str, Any]]],
+def record_run(engine: Engine, run: BatchRun, rows: Iterable[tuple[str, dict[str, Any]] |
+                                                             tuple[str, dict[str, Any], str | None]],
                chunk: int = 20_000) -> None:
-    """Stores the run and one row per household, ``rows`` = (household_id, {risk: [p, band, flagged]})."""
+    """Stores the run and one row per household, ``rows`` = (household_id, {risk: [p, band, flagged]}[,
+    town]); the town lets a key limited to towns see the household's file."""
     with engine.begin() as conn:
         conn.execute(insert(batch_runs).values(
             run_id=run.run_id, created_at=run.created_at, as_of=run.as_of, models=json.dumps(run.models),
             households=run.households, flagged=run.flagged, output=run.output))
         buf: list[dict[str, Any]] = []
-        for hid, scores in rows:
-            buf.append({"run_id": run.run_id, "household_id": hid,
+        for hid, scores, *town in rows:
+            buf.append({"run_id": run.run_id, "household_id": hid, "town": town[0] if town else None,
                         "scores": json.dumps(scores, separators=(",", ":"))})
             if len(buf) >= chunk:
                 conn.execute(insert(batch_scores), buf)

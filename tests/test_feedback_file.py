@@ -57,8 +57,15 @@ def test_feedback_is_stored_once_and_conflicts_are_refused(client):
     assert [x["findings"] for x in stored] == [["illness_poverty"]]
 
 
+def test_feedback_on_an_unknown_request_is_404(client):
+    h = hid()
+    score(client, ill_poor(h))
+    r = feedback(client, request_id="0" * 32, household_id=h, visited_on="2026-07-08", findings=["not_in_need"])
+    assert r.status_code == 404 and r.json()["detail"] == "no score request with this request_id"
+    assert client.get(f"/v1/households/{h}", headers=auth("auditor")).json()["feedback"] == []
+
+
 @pytest.mark.parametrize("change, field", [
-    ({"request_id": "0" * 32}, "request_id"),
     ({"request_id": "../../etc"}, "request_id"),
     ({"household_id": "SOMEONE-ELSE"}, "household_id"),
     ({"visited_on": "2026-01-01"}, "visited_on"),          # before the request's as_of

@@ -27,7 +27,8 @@ from domain.bundle import CONTRACT_EXAMPLE
 from features.catalog import FEATURE_IDS
 from serving.ui import card
 from serving.ui.charts import TOP_STEPS
-from serving.ui.session import COOKIE, issue, session_roles
+from serving.settings import parse_api_keys
+from serving.ui.session import COOKIE, issue, session_grant
 from tests.conftest import KEYS, ROOT, auth
 
 pytestmark = pytest.mark.slow
@@ -138,12 +139,15 @@ def test_logout_clears_the_session(auditor):
 
 
 def test_session_tokens_expire_and_die_with_their_key():
-    keys = {KEYS["auditor"]: frozenset({"auditor"})}
+    keys = parse_api_keys(f"auditor:{KEYS['auditor']}")
     token = issue(KEYS["auditor"], now=1000.0)
-    assert session_roles(keys, token, now=1001.0) == {"auditor"}
-    assert session_roles(keys, token, now=1000.0 + 9 * 3600) is None
-    assert session_roles({"another-key-0123456789": frozenset({"auditor"})}, token, now=1001.0) is None
-    assert session_roles(keys, token[:-1] + ("0" if token[-1] != "0" else "1"), now=1001.0) is None
+    assert session_grant(keys, token, now=1001.0).roles == {"auditor"}
+    assert session_grant(keys, token, now=1000.0 + 9 * 3600) is None
+    assert session_grant(parse_api_keys("auditor:another-key-0123456789"), token, now=1001.0) is None
+    assert session_grant(keys, token[:-1] + ("0" if token[-1] != "0" else "1"), now=1001.0) is None
+    # an expiry of Unicode digits (str.isdigit is true for them, int() refuses them) is no session
+    for odd in ("².x.y", "١٢٣." + token.split(".", 1)[1], "１２３." + token.split(".", 1)[1], "\x00.a.b", ""):
+        assert session_grant(keys, odd, now=1001.0) is None
 
 
 # ---- the case page -------------------------------------------------------------------------------

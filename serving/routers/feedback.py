@@ -18,19 +18,22 @@ from serving.bodies import documented_body, json_body
 from serving.deps import AuditDep, FeedbackDep
 from serving.errors import BadRequest, store_down
 from serving.schemas import BODY_ERRORS, ErrorResponse, FeedbackRequest, FeedbackResponse
+from store.access import Caller
 from store.feedback import FeedbackConflict
 
 router = APIRouter(tags=["feedback"])
 
 
 @router.post("/v1/feedback", response_model=FeedbackResponse, status_code=201,
-             responses={**BODY_ERRORS, 200: {"model": FeedbackResponse,
+             responses={**BODY_ERRORS, 404: {"model": ErrorResponse, "description": "no score request with this "
+                                             "request_id (or not one of the key's towns)"},
+                        200: {"model": FeedbackResponse,
                                              "description": "the same visit was already recorded: the stored one"},
                         409: {"model": ErrorResponse,
                               "description": "this request already has feedback with a different outcome"}},
              openapi_extra=documented_body(FeedbackRequest),
              summary="Record what a home visit found, tied to the score request that prompted it")
-def feedback(role: Annotated[str, Depends(require("platform"))], raw: Annotated[Any, Depends(json_body)],
+def feedback(caller: Annotated[Caller, Depends(require("platform"))], raw: Annotated[Any, Depends(json_body)],
              audit: AuditDep, store: FeedbackDep) -> Any:
     try:
         body = FeedbackRequest.model_validate(raw)
@@ -40,9 +43,12 @@ def feedback(role: Annotated[str, Depends(require("platform"))], raw: Annotated[
         prompt = audit.get(body.request_id)
     except SQLAlchemyError as exc:
         raise store_down("feedback not stored", exc) from exc
-    if prompt is None:
-        raise BadRequest([{"loc": ["body", "request_id"], "msg": "no score request with this request_id",
-                           "type": "value_error.unknown_request"}])
+    if prompt is None or not caller.may_see(prompt.town):  # outside a limited key's towns: as if unknown
+        raise HTTPException(404, "no score request with this request_id")
+    if prompt.purged_at is not None:
+        raise BadRequest([{"loc": ["body", "request_id"], "type": "value_error.purged",
+                           "msg": f"that request's record was purged on {prompt.purged_at.date()} (past the "
+                                  "retention period): feedback can no longer be tied to it"}])
     problems = []
     if prompt.household_id != body.household_id:
         problems.append({"loc": ["body", "household_id"], "type": "value_error.household_mismatch",
@@ -56,7 +62,7 @@ def feedback(role: Annotated[str, Depends(require("platform"))], raw: Annotated[
     if problems:
         raise BadRequest(problems)
     try:
-        fb, created = store.add(prompt, body.visited_on, list(body.findings))
+        fb, created = store.add(prompt, body.visited_on, list(body.findings), caller.as_dict())
     except FeedbackConflict as exc:
         raise HTTPException(409, f"request {body.request_id} already has feedback {exc.existing.feedback_id} "
                                  f"(visited {exc.existing.visited_on}, findings "

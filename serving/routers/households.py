@@ -9,9 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from domain.household_file import household_file
 from serving.auth import require
-from serving.deps import AdvisorDep, AuditDep, FeedbackDep
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep
 from serving.errors import store_down
 from serving.schemas import NOT_FOUND, HouseholdFile
+from store.access import Caller
 
 router = APIRouter(tags=["households"])
 
@@ -19,14 +20,20 @@ router = APIRouter(tags=["households"])
 @router.get("/v1/households/{household_id}", response_model=HouseholdFile, responses=NOT_FOUND,
             summary="一户一档: the household's latest features, score history, lists, eligibility, warm list "
                     "and feedback")
-def household(role: Annotated[str, Depends(require("platform", "auditor"))],
+def household(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
               household_id: Annotated[str, Path(min_length=1, max_length=64,
                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")],
-              audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep) -> dict[str, Any]:
+              audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep) -> dict[str, Any]:
     try:
-        answer = household_file(audit, feedback, advisor, household_id)
+        if caller.towns is not None and not caller.may_see(audit.latest_town(household_id)):
+            answer = None  # outside the key's towns: as if the service had never scored it
+        else:
+            answer = household_file(audit, feedback, advisor, household_id)
     except SQLAlchemyError as exc:
         raise store_down("household file unreadable", exc) from exc
     if answer is None:
         raise HTTPException(404, "the service has not scored this household")
+    access.record("household_file", caller, households=[household_id],
+                  requests=[h["id"] for h in answer["history"] if h["source"] != "nightly_batch"],
+                  count=len(answer["history"]))
     return answer

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from serving.auth import require
 from serving.deps import FeedbackDep, ScorerDep
 from serving.schemas import ERRORS, ModelInfo, ModelsResponse
+from store.access import Caller
 
 log = logging.getLogger("relief_risk.serving")
 router = APIRouter(tags=["models"])
@@ -18,7 +19,7 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models", response_model=ModelsResponse, responses=ERRORS,
             summary="The served model names, versions and aliases, and how often flagged visits confirmed need")
-def models(request: Request, role: Annotated[str, Depends(require("platform", "auditor", "admin"))],
+def models(request: Request, caller: Annotated[Caller, Depends(require("platform", "auditor", "admin"))],
            scorer: ScorerDep, feedback: FeedbackDep) -> dict[str, Any]:
     try:
         confirmation = feedback.confirmation()

@@ -12,8 +12,9 @@ from features.tables import tables_from_bundle
 from policy import check_programs
 from serving.auth import require
 from serving.bodies import documented_body
-from serving.deps import BundleBody
+from serving.deps import AccessDep, BundleBody, town_refused
 from serving.schemas import BODY_ERRORS, PolicyCheckResponse
+from store.access import Caller
 
 router = APIRouter(tags=["policy"])
 
@@ -22,9 +23,11 @@ router = APIRouter(tags=["policy"])
              openapi_extra=documented_body(Bundle, {"contract": {"value": CONTRACT_EXAMPLE}}),
              summary="Policy calculator (政策计算器): which programmes the household likely qualifies for, "
                      "with the arithmetic")
-def policy_check(request: Request, role: Annotated[str, Depends(require("platform", "auditor"))],
-                 bundle: BundleBody) -> dict[str, Any]:
+def policy_check(request: Request, caller: Annotated[Caller, Depends(require("platform", "auditor"))],
+                 bundle: BundleBody, access: AccessDep) -> dict[str, Any]:
+    town_refused(caller, bundle["household"]["town"])
     state = request.app.state
     answer = check_programs(tables_from_bundle(bundle), dt.date.fromisoformat(bundle["as_of"]), state.policy,
                             state.eligibility)
+    access.record("policy_check", caller, households=[bundle["household"]["household_id"]], count=1)
     return {"household_id": bundle["household"]["household_id"], "as_of": bundle["as_of"], **answer}

@@ -21,12 +21,13 @@ from domain.scoring import Scored, Scorer
 from features.policy import PolicyBook
 from serving.auth import require
 from serving.bodies import documented_body, json_body
-from serving.deps import CommitterDep, PolicyDep, ScorerDep, WorkersDep
+from serving.deps import CommitterDep, PolicyDep, ScorerDep, WorkersDep, town_refused
 from serving.errors import BadRequest, outside_schema
 from serving.schemas import BODY_ERRORS, BatchRequest, BatchResponse, ScoreResponse
+from store.access import Caller
 
 router = APIRouter(tags=["scores"])
-Platform = Annotated[str, Depends(require("platform"))]
+Platform = Annotated[Caller, Depends(require("platform"))]
 RawBody = Annotated[Any, Depends(json_body)]
 
 
@@ -34,11 +35,12 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def _score_one(raw: Any, scorer: Scorer, policy: PolicyBook) -> Scored:
+def _score_one(raw: Any, scorer: Scorer, policy: PolicyBook, caller: Caller) -> Scored:
     _, problems = parse_bundle(raw, policy)
     if problems:
         raise BadRequest(problems)
-    scored = scorer.score(raw)
+    town_refused(caller, raw["household"]["town"])
+    scored = scorer.score(raw, caller=caller.json())
     if not isinstance(scored, Scored):
         raise BadRequest([outside_schema(scored.message)])
     return scored
@@ -47,14 +49,14 @@ def _score_one(raw: Any, scorer: Scorer, policy: PolicyBook) -> Scored:
 @router.post("/v1/score", response_model=ScoreResponse, responses=BODY_ERRORS,
              openapi_extra=documented_body(Bundle, {"contract": {"value": CONTRACT_EXAMPLE}}),
              summary="Score one household: calibrated risks, top reasons in Chinese, an audit record")
-async def score(role: Platform, scorer: ScorerDep, policy: PolicyDep, raw: RawBody, workers: WorkersDep,
+async def score(caller: Platform, scorer: ScorerDep, policy: PolicyDep, raw: RawBody, workers: WorkersDep,
                 writer: CommitterDep) -> Response:
-    scored = await workers.run(_score_one, raw, scorer, policy)
+    scored = await workers.run(_score_one, raw, scorer, policy, caller)
     await writer.wait([scored.entry])  # durable before it is answered (503 otherwise)
     return _json(scored.body)
 
 
-def _score_items(raw: Any, scorer: Scorer, policy: PolicyBook) -> tuple[list[bytes], list[Any]]:
+def _score_items(raw: Any, scorer: Scorer, policy: PolicyBook, caller: Caller) -> tuple[list[bytes], list[Any]]:
     try:
         items = BatchRequest.model_validate(raw).items
     except ValidationError as exc:
@@ -65,10 +67,14 @@ def _score_items(raw: Any, scorer: Scorer, policy: PolicyBook) -> tuple[list[byt
         _, problems = parse_bundle(item, policy, prefix=["body", "items", i])
         if problems:
             answers[i] = orjson.dumps({"index": i, "status": 422, "detail": problems})
+        elif not caller.may_see(town := item["household"]["town"]):
+            answers[i] = orjson.dumps({"index": i, "status": 403, "detail": f"this key is limited to the towns "
+                                       f"{', '.join(sorted(caller.towns or ()))}; the household is of town {town!r}"})
         else:
             good.append(i)
     entries = []
-    for i, scored in zip(good, scorer.score_many([items[i] for i in good], kind="batch"), strict=True):
+    for i, scored in zip(good, scorer.score_many([items[i] for i in good], kind="batch", caller=caller.json()),
+                         strict=True):
         if isinstance(scored, Scored):
             answers[i] = scored.body
             entries.append(scored.entry)
@@ -80,10 +86,11 @@ def _score_items(raw: Any, scorer: Scorer, policy: PolicyBook) -> tuple[list[byt
 
 @router.post("/v1/score/batch", response_model=BatchResponse, responses=BODY_ERRORS,
              openapi_extra=documented_body(BatchRequest),
-             summary="Score up to 1,000 households; a bad item gets its own 422 detail")
-async def score_batch(role: Platform, scorer: ScorerDep, policy: PolicyDep, raw: RawBody, workers: WorkersDep,
+             summary="Score up to 1,000 households; a bad item gets its own 422 detail (403 outside a limited "
+                     "key's towns)")
+async def score_batch(caller: Platform, scorer: ScorerDep, policy: PolicyDep, raw: RawBody, workers: WorkersDep,
                       writer: CommitterDep) -> Response:
-    answers, entries = await workers.run(_score_items, raw, scorer, policy)
+    answers, entries = await workers.run(_score_items, raw, scorer, policy, caller)
     if entries:
         await writer.wait(entries)  # one transaction for the whole batch
     return _json(b'{"results":[' + b",".join(answers) + b"]}")

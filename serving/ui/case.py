@@ -17,6 +17,7 @@ from features.catalog import BY_ID
 from models.explain import format_value
 from serving.ui import labels
 from serving.ui.charts import Chart, Step, waterfall_chart, waterfall_steps
+from store.access import AccessEvent
 from store.audit import AuditRecord
 
 BEIJING = dt.timezone(dt.timedelta(hours=8), "北京时间")
@@ -120,7 +121,14 @@ def history_rows(records: list[AuditRecord], current: str) -> list[dict[str, Any
                          "flagged": s["flagged"]} for s in r.scores]} for r in records]
 
 
-def case_context(rec: AuditRecord, history: list[AuditRecord], head_seq: int | None) -> dict[str, Any]:
+def access_rows(events: list[AccessEvent]) -> list[dict[str, Any]]:
+    return [{"seq": e.seq, "created_at": beijing(e.created_at), "role": e.caller.role, "key_id": e.caller.key_id,
+             "action": e.action, "count": e.count} for e in events]
+
+
+def case_context(rec: AuditRecord, history: list[AuditRecord], head_seq: int | None,
+                 access: list[AccessEvent] | None = None) -> dict[str, Any]:
     return {"rec": rec, "created_at": beijing(rec.created_at), "scores": [score_view(s) for s in rec.scores],
             "inputs": inputs_view(rec.request), "history": history_rows(history, rec.request_id),
-            "head_seq": head_seq, "zh": labels.name}
+            "head_seq": head_seq, "zh": labels.name, "access": access_rows(access or []),
+            "purged_at": beijing(rec.purged_at) if rec.purged_at else None}

@@ -26,15 +26,18 @@ from serving.ui.charts import bar_chart, calibration_chart
 from serving.ui.pages import HEADERS, STATIC, render
 from serving.ui.search import PAGE_SIZES, parse_form
 from serving.ui.session import (
+    COOKIE,
     NeedLogin,
     Refused,
     clear_session,
-    key_roles,
+    key_grant,
     login_url,
     require_auditor,
+    revoke,
     safe_next,
     set_session,
 )
+from store.access import Caller
 
 log = logging.getLogger("relief_risk.serving.ui")
 
@@ -80,7 +83,8 @@ class UIRoute(APIRoute):
 
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
-Auditor = Annotated[str, Depends(require_auditor)]
+Auditor = Annotated[Caller, Depends(require_auditor)]
+ACCESS_SHOWN = 50  # access events shown on a case page
 
 
 def _served(request: Request) -> list[LoadedModel]:
@@ -128,14 +132,27 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/login")
 def login(request: Request, form: Annotated[dict[str, str], Depends(_form)]) -> Response:
     key, next_path = form.get("key", "").strip(), safe_next(form.get("next"))
-    roles = key_roles(request, key) if key else None
-    if roles is None:
+    failures = request.app.state.login_window
+    wait = failures.retry_after(_client(request))
+    if wait is not None:  # too many failures from this address: not even a right key is tried
+        log.warning("ui login throttled: too many failures from one address")
+        resp = page("login.html", 429, next=next_path, signed_in=False, served=[],
+                    error=f"登录失败次数过多，请 {wait} 秒后再试 too many failed sign-ins; retry in {wait} s")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+    grant = key_grant(request, key) if key else None
+    if grant is None:
+        failures.add(_client(request))
         log.info("ui login refused: unknown key")  # never the key itself
         return page("login.html", 401, next=next_path, error="密钥无效 unknown key", signed_in=False, served=[])
-    if "auditor" not in roles:
+    if "auditor" not in grant.roles:
         log.info("ui login refused: key without the auditor role")
         return page("login.html", 403, next=next_path, signed_in=False, served=[],
                     error="此密钥没有审计员（auditor）角色，不能查看审计页面 this key does not hold the auditor role")
@@ -146,6 +163,9 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(_form)]) -> 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:
+        revoke(request.app.state.audit.engine, token)  # a copy of the cookie is dead too
     resp = RedirectResponse("/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
     clear_session(resp, request)
     return resp
@@ -153,22 +173,28 @@ def logout(request: Request) -> Response:
 
 # ---- a case --------------------------------------------------------------------------------------
 @router.get("/cases/{request_id}")
-def case_page(request: Request, request_id: str, role: Auditor) -> HTMLResponse:
-    store = request.app.state.audit
+def case_page(request: Request, request_id: str, caller: Auditor) -> HTMLResponse:
+    store, access = request.app.state.audit, request.app.state.access
     rec = store.get(request_id) if len(request_id) <= 64 else None
-    if rec is None:
+    if rec is None or not caller.may_see(rec.town):
         raise PageError(404, "没有这个请求编号的审计记录 no audit record with this request_id")
-    history = store.query(household_id=rec.household_id, limit=HISTORY_LIMIT)
+    history = store.query(household_id=rec.household_id, limit=HISTORY_LIMIT, towns=caller.towns)
     head_seq, _ = store.head()
-    return page("case.html", **_common(request), **case_context(rec, history, head_seq))
+    access.record("case_page", caller, households=[rec.household_id], requests=[r.request_id for r in history],
+                  count=len(history))
+    events = access.query(target=rec.household_id, limit=ACCESS_SHOWN)
+    return page("case.html", **_common(request), **case_context(rec, history, head_seq, events))
 
 
 # ---- the audit search ----------------------------------------------------------------------------
 @router.get("/audit")
-def audit_page(request: Request, role: Auditor) -> HTMLResponse:
+def audit_page(request: Request, caller: Auditor) -> HTMLResponse:
     form = parse_form(dict(request.query_params))
     records = [] if form.errors else request.app.state.audit.query(
-        **form.query_kwargs(), before_seq=form.before_seq, limit=form.limit)
+        **form.query_kwargs(), before_seq=form.before_seq, limit=form.limit, towns=caller.towns)
+    if not form.errors:
+        request.app.state.access.record("audit_search", caller, households=[r.household_id for r in records],
+                                        requests=[r.request_id for r in records])
     next_seq = records[-1].seq if len(records) == form.limit else None
     return page("audit.html", 400 if form.errors else 200, **_common(request), form=form,
                 rows=history_rows(records, current=""), page_sizes=PAGE_SIZES,
@@ -177,12 +203,15 @@ def audit_page(request: Request, role: Auditor) -> HTMLResponse:
 
 
 @router.get("/audit.csv")
-def audit_csv(request: Request, role: Auditor) -> Response:
+def audit_csv(request: Request, caller: Auditor) -> Response:
     """The same CSV as ``GET /v1/audit?format=csv`` with the same search, for a signed-in browser."""
     form = parse_form(dict(request.query_params), max_limit=1000)
     if form.errors:
         raise PageError(400, "；".join(form.errors))
-    records = request.app.state.audit.query(**form.query_kwargs(), before_seq=form.before_seq, limit=form.limit)
+    records = request.app.state.audit.query(**form.query_kwargs(), before_seq=form.before_seq, limit=form.limit,
+                                            towns=caller.towns)
+    request.app.state.access.record("audit_export", caller, households=[r.household_id for r in records],
+                                    requests=[r.request_id for r in records])
     return Response(summaries_csv([audit_summary(r) for r in records]), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="audit.csv"', "Cache-Control": "no-store",
                              "X-Content-Type-Options": "nosniff"})
@@ -199,7 +228,7 @@ def _served_model(request: Request, name: str) -> LoadedModel:
 
 
 @router.get("/models")
-def models_page(request: Request, role: Auditor) -> Response:
+def models_page(request: Request, caller: Auditor) -> Response:
     names = _served_names(request)
     if len(names) == 1:
         return RedirectResponse(f"/ui/models/{names[0]}", status_code=303)
@@ -207,7 +236,7 @@ def models_page(request: Request, role: Auditor) -> Response:
 
 
 @router.get("/models/{name}")
-def model_page(request: Request, name: str, role: Auditor, version: str | None = None) -> HTMLResponse:
+def model_page(request: Request, name: str, caller: Auditor, version: str | None = None) -> HTMLResponse:
     lm = _served_model(request, name)
     client = MlflowClient()
     problems: list[str] = []
@@ -252,7 +281,7 @@ def _capacity(logged: str | None, served: float) -> float:
 
 
 @router.get("/models/{name}/versions/{version}/model_card.html")
-def model_card_html(request: Request, name: str, version: str, role: Auditor) -> Response:
+def model_card_html(request: Request, name: str, version: str, caller: Auditor) -> Response:
     """The run's HTML model card, sandboxed: it runs no script and reaches nothing outside itself."""
     _served_model(request, name)
     client = MlflowClient()

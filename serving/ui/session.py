@@ -3,28 +3,39 @@
 Browsers cannot send Bearer headers, so ``/ui/login`` takes the key once and sets a cookie. The
 cookie never holds the key: it is ``expires.nonce.mac`` with ``mac = HMAC-SHA256(key, expires.nonce)``,
 checked against the same key table as the API (``app.state.keys``). So it works across workers and
-restarts with no server-side state, it dies with its key (remove the key from
-``RELIEF_RISK_API_KEYS`` and its sessions stop working), and it expires after ``SESSION_SECONDS``.
-It is HttpOnly, SameSite=Strict (no cross-site request carries it: no CSRF), limited to ``/ui``
-and Secure when the page is served over HTTPS.
+restarts, it dies with its key (remove the key from ``RELIEF_RISK_API_KEYS`` and its sessions stop
+working), and it expires after ``SESSION_SECONDS``. Signing out revokes it on the server too: its
+hash goes into the store's ``revoked_sessions`` (shared by every worker) until it would have expired,
+so a copied cookie is dead after sign-out. It is HttpOnly, SameSite=Strict (no cross-site request
+carries it: no CSRF), limited to ``/ui``, and Secure over HTTPS or always with
+``RELIEF_RISK_SECURE_COOKIES=true`` (behind a proxy that ends TLS).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import quote
 
 from fastapi import Request, Response
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
-from serving.auth import _roles_of
+from serving.auth import caller_of, grant_of
+from serving.settings import Grant
+from store.access import Caller
+from store.schema import revoked_sessions
 
 COOKIE = "relief_risk_ui"
 COOKIE_PATH = "/ui"
 SESSION_SECONDS = 8 * 3600  # one working day
 ROLE = "auditor"
+_TOKEN = re.compile(r"^([0-9]{1,12})\.([A-Za-z0-9_\-]{1,64})\.([0-9a-f]{64})$")
 
 
 class NeedLogin(Exception):
@@ -51,28 +62,57 @@ def issue(key: str, now: float | None = None) -> str:
     return f"{payload}.{_mac(key, payload)}"
 
 
-def session_roles(keys: dict[str, frozenset[str]], token: str, now: float | None = None) -> frozenset[str] | None:
-    """The roles of the key that signed ``token``, or None (malformed, expired, key withdrawn)."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or len(token) > 200:
+def session_grant(keys: dict[str, Grant], token: str, now: float | None = None) -> Grant | None:
+    """The grant of the key that signed ``token``, or None (malformed, expired, key withdrawn). Only
+    ASCII digits are an expiry (``str.isdigit`` would take ``²``, which ``int`` refuses)."""
+    m = _TOKEN.match(token) if len(token) <= 200 else None
+    if m is None:
         return None
-    expires, nonce, mac = parts
+    expires, nonce, mac = m.groups()
     if int(expires) < (now if now is not None else time.time()):
         return None
     found = None
-    for key, roles in keys.items():  # every key is tried, so timing does not tell which one matched
+    for key, grant in keys.items():  # every key is tried, so timing does not tell which one matched
         if hmac.compare_digest(mac, _mac(key, f"{expires}.{nonce}")):
-            found = roles
+            found = grant
     return found
 
 
-def key_roles(request: Request, key: str) -> frozenset[str] | None:
-    return _roles_of(request, key)
+def session_hash(token: str) -> str:
+    return hashlib.sha256(b"relief-risk-ui-session:" + token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def revoke(engine: Engine, token: str) -> None:
+    """Ends a session on the server: its hash is kept until the session would have expired (expired
+    rows are dropped on the way)."""
+    m = _TOKEN.match(token) if len(token) <= 200 else None
+    if m is None:
+        return
+    now = dt.datetime.now(dt.UTC)
+    expires = dt.datetime.fromtimestamp(min(int(m.group(1)), 2**40), dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(delete(revoked_sessions).where(revoked_sessions.c.expires_at < now))
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(revoked_sessions).values(session_hash=session_hash(token), expires_at=expires))
+        except IntegrityError:  # signed out twice
+            pass
+
+
+def revoked(engine: Engine, token: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(revoked_sessions.c.session_hash)
+                            .where(revoked_sessions.c.session_hash == session_hash(token))).first() is not None
+
+
+def key_grant(request: Request, key: str) -> Grant | None:
+    return grant_of(request.app.state.keys, key)
 
 
 def safe_next(path: str | None) -> str:
     """Only a path of these pages: never another site (``//host``) or a scheme."""
-    if not path or not path.startswith("/ui/") or path.startswith("//") or "\\" in path or len(path) > 512:
+    if not path or not path.startswith("/ui/") or path.startswith("//") or "\\" in path or len(path) > 512 \
+            or not path.isprintable():
         return "/ui/audit"
     return path
 
@@ -81,34 +121,39 @@ def login_url(next_path: str) -> str:
     return "/ui/login?next=" + quote(safe_next(next_path), safe="/")
 
 
-def require_auditor(request: Request) -> str:
-    """The dependency of every UI page: returns ``auditor`` or raises :class:`NeedLogin` / :class:`Refused`."""
+def require_auditor(request: Request) -> Caller:
+    """The dependency of every UI page: the auditor :class:`Caller`, or raises :class:`NeedLogin` /
+    :class:`Refused`."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Refused(401, "无法识别的 Authorization 头（应为 Bearer 密钥）")
-        roles = key_roles(request, key.strip())
-        if roles is None:
+        grant = key_grant(request, key.strip())
+        if grant is None:
             raise Refused(401, "未知的密钥 unknown key")
     else:
         token = request.cookies.get(COOKIE)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if not token:
             raise NeedLogin(path)
-        roles = session_roles(request.app.state.keys, token)
-        if roles is None:  # expired or its key withdrawn: log in again
+        grant = session_grant(request.app.state.keys, token)
+        if grant is None or revoked(request.app.state.audit.engine, token):  # expired, withdrawn, signed out
             raise NeedLogin(path)
-    if ROLE not in roles:
+    caller = caller_of(grant, (ROLE,))
+    if caller is None:
         raise Refused(403, "此密钥没有审计员（auditor）角色 this key does not hold the auditor role")
-    return ROLE
+    return caller
+
+
+def _secure(request: Request) -> bool:
+    return bool(getattr(request.app.state, "secure_cookies", False)) or request.url.scheme == "https"
 
 
 def set_session(response: Response, request: Request, key: str) -> None:
     response.set_cookie(COOKIE, issue(key), max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=_secure(request))
 
 
 def clear_session(response: Response, request: Request) -> None:
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
