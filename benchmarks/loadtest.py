@@ -115,6 +115,7 @@ class Config:
     pg_cluster: str | None = None
     out: str | None = None
     quiet: bool = False
+    read_every: int = 4   # after every k-th request's 200, an auditor reads its audit record (0: no reads)
 
 
 # --------------------------------------------------------------------------------------------- utils
@@ -474,6 +475,7 @@ class Outcome:
     tag: str
     attempts: list[Attempt] = field(default_factory=list)
     response: dict[str, Any] | None = None   # the 200 body
+    reads: list[str] = field(default_factory=list)  # statuses of the auditor's reads of its record
 
     @property
     def final(self) -> str:
@@ -481,7 +483,8 @@ class Outcome:
 
 
 async def run_load(cfg: Config, url: str, headers: dict[str, str], bodies: list[bytes], tags: list[str],
-                   restarter: Restarter | None, t0: float) -> tuple[list[Outcome], bool, float]:
+                   restarter: Restarter | None, t0: float, read_headers: dict[str, str] | None = None
+                   ) -> tuple[list[Outcome], bool, float]:
     import httpx
 
     n = len(bodies)
@@ -518,6 +521,20 @@ async def run_load(cfg: Config, url: str, headers: dict[str, str], bodies: list[
                     a.status, a.end = f"error:{type(exc).__name__}", now()
                 if attempt + 1 < cfg.max_attempts:
                     await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt) * (0.75 + rng.random() / 2))
+            if read_headers and cfg.read_every and o.response is not None and i % cfg.read_every == 0:
+                await read_record(client, o)
+
+    async def read_record(client: httpx.AsyncClient, o: Outcome) -> None:
+        """An auditor reads the record just written: every 200 must leave an access event."""
+        for attempt in range(cfg.max_attempts):
+            try:
+                r = await client.get(f"{url}/v1/audit/{o.response['request_id']}", headers=read_headers)
+                o.reads.append(str(r.status_code))
+                if r.status_code not in RETRY_STATUSES:
+                    return
+            except httpx.TransportError as exc:
+                o.reads.append(f"error:{type(exc).__name__}")
+            await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
 
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     loop = asyncio.get_running_loop()
@@ -590,6 +607,7 @@ def prove(db_url: str, start_seq: int, outcomes: list[Outcome], fresh: bool) -> 
     """Reads the store: every 200 has its record (fetched by id, in bulk); what else was written."""
     from sqlalchemy import create_engine, select
 
+    from store.access import AccessLog
     from store.audit import AuditStore, audit_records
 
     by_tag = {o.tag: o for o in outcomes}
@@ -645,11 +663,40 @@ def prove(db_url: str, start_seq: int, outcomes: list[Outcome], fresh: bool) -> 
         "records_from_other_writers": foreign,
         "equal": len(missing) == 0 and len(new) - foreign == len(acked),
     }
+    result |= prove_reads(db_url, outcomes)
     if fresh:
-        n, problem = AuditStore(db_url).verify()
+        store = AuditStore(db_url)
+        n, problem = store.verify()
         result["chain"] = {"records": n, "intact": problem is None,
                            "problem": None if problem is None else asdict(problem)}
+        n, problem = AccessLog(store).verify()
+        result["access_chain"] = {"events": n, "intact": problem is None,
+                                  "problem": None if problem is None else asdict(problem)}
+        store.dispose()
     return result
+
+
+def prove_reads(db_url: str, outcomes: list[Outcome]) -> dict[str, Any]:
+    """Every read answered 200 has its access event (an ``audit_record`` event naming the request)."""
+    from sqlalchemy import create_engine, select
+
+    from store.schema import access_log, access_targets
+
+    read = [o.response["request_id"] for o in outcomes if o.response is not None and "200" in o.reads]
+    logged: set[str] = set()
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            for k in range(0, len(read), 1000):
+                stmt = (select(access_targets.c.target).join(access_log, access_log.c.seq == access_targets.c.seq)
+                        .where(access_targets.c.target.in_(read[k:k + 1000]), access_log.c.action == "audit_record"))
+                logged.update(conn.execute(stmt).scalars())
+    finally:
+        engine.dispose()
+    missing = [rid for rid in read if rid not in logged]
+    return {"reads_answered_200": len(read), "reads_without_access_event": len(missing),
+            "reads_missing_examples": missing[:10],
+            "reads_by_status": dict(Counter(s for o in outcomes for s in o.reads))}
 
 
 def _answer(status: str) -> str:
@@ -786,7 +833,9 @@ def run(cfg: Config) -> tuple[dict[str, Any], int]:
             headers = {"Authorization": f"Bearer {keys['platform']}", "Content-Type": "application/json"}
             t0 = time.perf_counter()
             restarter = Restarter(cluster, t0, cfg.db_down_for) if cluster else None
-            outcomes, truncated, wall = asyncio.run(run_load(cfg, server.url, headers, bodies, tags, restarter, t0))
+            read_headers = {"Authorization": f"Bearer {keys['auditor']}"}
+            outcomes, truncated, wall = asyncio.run(run_load(cfg, server.url, headers, bodies, tags, restarter, t0,
+                                                             read_headers))
             if restarter:
                 restarter.join(120)
                 results["restart"] = restarter.info
@@ -842,7 +891,8 @@ def run(cfg: Config) -> tuple[dict[str, Any], int]:
 def judge(results: dict[str, Any]) -> int:
     p, load, problems = results["proof"], results["load"], results["problems"]
     code = EXIT_OK
-    other_5xx = {s: n for s, n in load["attempts_by_status"].items() if s.startswith("5") and s != "503"}
+    other_5xx = {s: n for s, n in [*load["attempts_by_status"].items(), *p.get("reads_by_status", {}).items()]
+                 if s.startswith("5") and s != "503"}
     if other_5xx:
         problems.append(f"5xx other than 503: {other_5xx}")
     if load.get("recovered_after_restart") is False or load.get("recovered_during_load") is False:
@@ -854,6 +904,11 @@ def judge(results: dict[str, Any]) -> int:
         problems.append(f"records nobody can explain: {unexplained}")
     if p.get("chain", {}).get("intact") is False:
         problems.append(f"hash chain broken: {p['chain']['problem']}")
+    if p.get("access_chain", {}).get("intact") is False:
+        problems.append(f"access log chain broken: {p['access_chain']['problem']}")
+    if p.get("reads_without_access_event"):
+        problems.append(f"UNLOGGED: {p['reads_without_access_event']} audit records were read (200) without an "
+                        "access event")
     if problems:
         code = EXIT_SERVICE
     if p["acknowledged_without_record"] or p["record_household_mismatch"] or p["record_response_differs"]:
@@ -884,7 +939,9 @@ def report(results: dict[str, Any]) -> str:
                      f"{p['acknowledged_without_record']} missing; new records {p['new_records_for_our_requests']}"
                      f" (+{p['records_from_other_writers']} from other writers); records without a 200: "
                      f"{p['records_without_200']} {p['records_without_200_by_kind']}; "
-                     f"chain {p.get('chain', {}).get('intact', 'not checked')}")
+                     f"chain {p.get('chain', {}).get('intact', 'not checked')}; reads {p.get('reads_by_status')}, "
+                     f"{p.get('reads_without_access_event')} without an access event; access chain "
+                     f"{p.get('access_chain', {}).get('intact', 'not checked')}")
     lines.append(f"server log: {results.get('server_log')}; readyz after: {results.get('readyz_after_load')}")
     lines.append("problems: " + ("; ".join(results["problems"]) if results["problems"] else "none"))
     lines.append(f"exit code {results['exit_code']}")
@@ -902,6 +959,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--keep-db", action="store_true", help="do not drop the fresh database at the end")
     p.add_argument("--requests", type=int, default=1000, help="logical requests (retries are not counted)")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--read-every", type=int, default=4, help="after every k-th request's 200 an auditor reads its "
+                   "audit record, which must leave an access event; 0: no reads")
     p.add_argument("--duration-limit", type=float, default=120.0, help="hard stop of the load phase, seconds")
     p.add_argument("--restart-db-at", type=float, default=0.0, help="restart PostgreSQL at this share; 0 = never")
     p.add_argument("--db-down-for", type=float, default=0.0,

@@ -142,3 +142,6 @@ def test_no_acknowledged_score_is_lost_across_a_postgres_restart(lt, pg_cluster,
     assert proof["new_records_for_our_requests"] == proof["acknowledged_200"] + proof["records_without_200"]
     assert proof["chain"]["intact"], summary
     assert proof["acknowledged_200"] >= 150, summary  # everything sent before the restart at least
+    # with access logging on: every read of a record that was answered has its access event
+    assert proof["reads_answered_200"] >= 30 and proof["reads_without_access_event"] == 0, summary
+    assert set(proof["reads_by_status"]) <= {"200", "503"} and proof["access_chain"]["intact"], summary
