@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 
 from domain.bundle import CONTRACT_EXAMPLE
 from features.catalog import FEATURE_IDS
+from serving.settings import parse_api_keys
 from serving.ui import card
 from serving.ui.charts import TOP_STEPS
-from serving.settings import parse_api_keys
 from serving.ui.session import COOKIE, issue, session_grant
 from tests.conftest import KEYS, ROOT, auth
 
