@@ -50,8 +50,8 @@ def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
     answer: dict[str, Any] = {"household_id": household_id, "latest": None, "features": [], "scores": [],
                               "lists": [], "eligibility": None, "warm_list": [], "history": history[:HISTORY_LIMIT],
                               "feedback": [fb.as_dict() for fb in feedback.for_household(household_id)]}
-    if records:
-        latest = records[0]
+    latest = next((r for r in records if r.purged_at is None), None)  # a purged record has no bundle left
+    if latest is not None:
         bundle = latest.request
         tables = tables_from_bundle(bundle)
         feats = build_features(tables, bundle["as_of"], advisor.policy)

@@ -276,3 +276,27 @@ def test_personal_data_is_not_cached(app_client):
               app_client.get(f"/ui/cases/{rid}", headers=bearer(KEYS["auditor"])),
               score(app_client, hid())):
         assert r.status_code == 200 and "no-store" in r.headers.get("cache-control", ""), r.request.url
+
+
+# ---- purged records ------------------------------------------------------------------------------------
+def test_a_purged_record_says_so_everywhere_and_the_chain_still_holds(app_client):
+    import datetime as dt
+
+    h = hid()
+    rid = score(app_client, h).json()["request_id"]
+    store = app_client.app.state.audit
+    done = store.purge(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1), household_id=h)
+    assert done.records == 1 and done.legacy_kept == 0
+    assert store.verify()[1] is None
+    detail = app_client.get(f"/v1/audit/{rid}", headers=bearer(KEYS["auditor"])).json()
+    assert detail["purged_at"] and detail["request"] is None and detail["scores"] is None
+    assert detail["caller"]["role"] == "platform" and detail["household_id"] == h
+    file = app_client.get(f"/v1/households/{h}", headers=bearer(KEYS["auditor"]))
+    assert file.status_code == 200 and file.json()["latest"] is None and file.json()["history"][0]["id"] == rid
+    page = app_client.get(f"/ui/cases/{rid}", headers=bearer(KEYS["auditor"]))
+    assert page.status_code == 200 and 'id="purged"' in page.text
+    found = app_client.get("/v1/audit", params={"household_id": h, "format": "csv"}, headers=bearer(KEYS["auditor"]))
+    assert found.status_code == 200 and detail["purged_at"] in found.text
+    fb = app_client.post("/v1/feedback", json={"request_id": rid, "household_id": h, "visited_on": "2026-07-08",
+                                               "findings": ["not_in_need"]}, headers=bearer(KEYS["platform"]))
+    assert fb.status_code == 422 and "purged" in fb.text
