@@ -33,6 +33,10 @@ What a failing check means is said by :class:`Problem` (its ``kind`` one of :cla
   was signed by another key, or is not a checkpoint;
 - ``broken chain``: the chain's own check (which runs first) failed;
 - ``no checkpoints``: the file holds none.
+
+Over 400 lines because it is one file format end to end: the keys, the signed fields, the file's
+append and read, the check against the store (with the swapped-pair search) and the service's
+periodic writer all turn on the same line, and a change to one must be made with the others in view.
 """
 
 from __future__ import annotations

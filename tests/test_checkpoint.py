@@ -3,6 +3,9 @@
 Each attack is carried out as someone with write access to the database would: SQL that changes
 rows and then recomputes every later hash and the chain head, so the chain's own check still
 passes. Each must then be found and named, through the library and through the command line.
+
+Over 400 lines because the attacker's SQL (truncate, rewrite, swap, each followed by recomputing
+every later hash and the head) is shared by every attack test, and each attack runs on both chains.
 """
 
 from __future__ import annotations
