@@ -16,6 +16,18 @@ from store.audit import AuditRecord
 COMPARED = ("probability", "band", "flagged", "base_value", "raw_score", "contributions", "reasons", "features")
 
 
+class RecordPurged(ValueError):
+    """The record's payload (what it received, its scores, its response) was purged: nothing to re-score."""
+
+    def __init__(self, record: AuditRecord) -> None:
+        assert record.purged_at is not None
+        self.request_id, self.purged_at = record.request_id, record.purged_at
+        super().__init__(f"audit record {record.request_id} was purged on {record.purged_at.date().isoformat()} "
+                         f"({record.purged_at.strftime('%H:%M:%S')} UTC): what it received, its scores and its "
+                         "response are gone, so it cannot be re-scored; its place in the hash chain, time, "
+                         "household, model versions and whether it flagged remain")
+
+
 @dataclass(frozen=True)
 class Difference:
     risk: str
@@ -40,7 +52,10 @@ def same(a: object, b: object) -> bool:
 
 
 def reproduce(record: AuditRecord, policy: PolicyBook) -> list[Difference]:
-    """The differences between the stored scores and a fresh scoring (empty when identical)."""
+    """The differences between the stored scores and a fresh scoring (empty when identical); raises
+    :class:`RecordPurged` for a record whose payload was purged."""
+    if record.purged_at is not None:
+        raise RecordPurged(record)
     client = MlflowClient()
     models = [load_version(m["name"], str(m["version"]), client) for m in record.models]
     Bundle.model_validate(record.request)  # held to the same rules as when it was received

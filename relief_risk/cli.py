@@ -6,7 +6,11 @@
     relief-risk promote --risk illness_poverty --version 3 --data data/city   # gate, then move champion
     relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
     relief-risk serve --port 8000
-    relief-risk verify                      # the audit trail's hash chain
+    relief-risk verify                      # the audit trail's and the access log's hash chains
+    relief-risk verify --checkpoint /var/lib/relief-risk-checkpoints/checkpoints.jsonl --public-key checkpoint.pub
+    relief-risk keygen --out /etc/relief-risk/checkpoint        # the checkpoints' signing key pair
+    relief-risk checkpoint --key KEY --out FILE                 # sign both chain heads now
+    relief-risk purge --dry-run             # records past the retention period: what would be emptied
     relief-risk reproduce REQUEST_ID        # re-score an audit record with its own model versions
 """
 
@@ -140,32 +144,24 @@ def _serve(a: argparse.Namespace) -> int:
 
 
 def _audit_store(a: argparse.Namespace):
-    from store.audit import AuditStore
+    from relief_risk.audit_commands import audit_store
 
-    return AuditStore(a.audit_url or os.environ.get("RELIEF_RISK_AUDIT_URL", "sqlite:///audit.db"))
-
-
-def _verify(a: argparse.Namespace) -> int:
-    store = _audit_store(a)
-    n, problem = store.verify()
-    seq, head = store.head()
-    if problem is None:
-        print(f"OK: {n} records, chain intact; head {seq} {head}")
-        return 0
-    print(f"BROKEN at record {problem.seq} (request_id {problem.request_id or '-'}): {problem.reason}; "
-          f"{n} records read", file=sys.stderr)
-    return 1
+    return audit_store(a)
 
 
 def _reproduce(a: argparse.Namespace) -> int:
-    from domain.reproduce import reproduce
+    from domain.reproduce import RecordPurged, reproduce
     from features.io import load_policy_book
 
     record = _audit_store(a).get(a.request_id)
     if record is None:
         print(f"no audit record {a.request_id}", file=sys.stderr)
         return 2
-    diffs = reproduce(record, load_policy_book(a.policy))
+    try:
+        diffs = reproduce(record, load_policy_book(a.policy))
+    except RecordPurged as exc:
+        print(f"PURGED: {exc}", file=sys.stderr)
+        return 3
     models = ", ".join(f"{m['name']} v{m['version']}" for m in record.models)
     if not diffs:
         print(f"IDENTICAL: {a.request_id} re-scored with {models}: probability, raw score, base value, "
@@ -210,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
+    from relief_risk.audit_commands import add_audit_parsers
     from relief_risk.batch_commands import add_batch_parser, add_worklist_parser
 
     add_batch_parser(sub)     # the whole city: scores, explanations of the flagged, Parquet
@@ -261,11 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", default=None)
     s.set_defaults(func=_score)
 
-    vf = sub.add_parser("verify", help="check the audit trail's hash chain; exit 1 at the first broken record")
-    vf.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
-    vf.set_defaults(func=_verify)
+    add_audit_parsers(sub)  # verify, keygen, checkpoint, purge
 
-    rp = sub.add_parser("reproduce", help="re-score an audit record with its own model versions and compare")
+    rp = sub.add_parser("reproduce", help="re-score an audit record with its own model versions and compare; exit 3 "
+                                          "if the record was purged")
     rp.add_argument("request_id")
     rp.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
     rp.add_argument("--policy", default=None)

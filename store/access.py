@@ -76,9 +76,14 @@ def _targets_json(households: Iterable[str], requests: Iterable[str]) -> str:
                       separators=(",", ":"))
 
 
+def event_parts(prev_hash: str, row: dict[str, Any]) -> list[str]:
+    """What an event's hash is taken over: the previous hash and the event's columns, in a fixed order."""
+    return ["access", prev_hash, str(row["seq"]), _utc_text(row["created_at"]), row["role"], row["key_id"],
+            row["action"], row["targets"], str(row["result_count"])]
+
+
 def event_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    return hash_parts(["access", prev_hash, str(row["seq"]), _utc_text(row["created_at"]), row["role"],
-                       row["key_id"], row["action"], row["targets"], str(row["result_count"])])
+    return hash_parts(event_parts(prev_hash, row))
 
 
 def _unique(ids: Iterable[str]) -> tuple[str, ...]:

@@ -155,14 +155,20 @@ def _db_time(engine: Engine, t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=None) if engine.dialect.name == "sqlite" else t
 
 
-def hash_parts(parts: list[str]) -> str:
-    """SHA-256 over ``parts``, each prefixed by its length (so no two lists hash alike)."""
-    h = hashlib.sha256()
+def encode_parts(parts: list[str]) -> bytes:
+    """``parts`` as the bytes :func:`hash_parts` hashes: each part's UTF-8 prefixed by its length (so no
+    two lists encode alike); the encoding of a list is the encodings of its pieces one after another."""
+    out = bytearray()
     for p in parts:
         b = p.encode("utf-8")
-        h.update(len(b).to_bytes(8, "big"))
-        h.update(b)
-    return h.hexdigest()
+        out += len(b).to_bytes(8, "big")
+        out += b
+    return bytes(out)
+
+
+def hash_parts(parts: list[str]) -> str:
+    """SHA-256 over ``parts``, each prefixed by its length (so no two lists hash alike)."""
+    return hashlib.sha256(encode_parts(parts)).hexdigest()
 
 
 def payload_hash(request: str, scores: str, response: str) -> str:
@@ -170,14 +176,20 @@ def payload_hash(request: str, scores: str, response: str) -> str:
     return hash_parts(["payload", request, scores, response])
 
 
-def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the record's stored columns, in a fixed order. Since 0002 a
-    record's hash covers its payload's hash (so the payload can be purged); before, the payload itself."""
+def record_parts(prev_hash: str, row: dict[str, Any]) -> list[str]:
+    """What a record's hash is taken over: the previous hash and the record's stored columns, in a
+    fixed order. Since 0002 they hold its payload's hash (so the payload can be purged); before, the
+    payload itself."""
     head = [prev_hash, str(row["seq"]), row["request_id"], _utc_text(row["created_at"]), row["kind"],
             row["household_id"], row["as_of"], row["model_versions"], "1" if row["flagged"] else "0", row["models"]]
     if row.get("payload_hash") is None:
-        return hash_parts([*head, row["request"], row["scores"], row["response"]])
-    return hash_parts(["v2", *head, row.get("caller") or "", row.get("town") or "", row["payload_hash"]])
+        return [*head, row["request"], row["scores"], row["response"]]
+    return ["v2", *head, row.get("caller") or "", row.get("town") or "", row["payload_hash"]]
+
+
+def record_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """SHA-256 over :func:`record_parts`: the previous hash and the record's stored columns."""
+    return hash_parts(record_parts(prev_hash, row))
 
 
 def _to_record(row: Any) -> AuditRecord:
@@ -437,28 +449,35 @@ class AuditStore:
                                                        "deleted or the head was altered")
         return n, None
 
-    def purge(self, before: dt.datetime, household_id: str | None = None) -> Purged:
+    def purge(self, before: dt.datetime, household_id: str | None = None, *, dry_run: bool = False) -> Purged:
         """Empties the personal payload (request, scores, response) of the records created before
         ``before`` (of one household, for an erasure request), and deletes the nightly batch's score
         rows of runs before it. The records keep their place in the chain, their hash and what is
         not personal payload (request id, time, household id, model versions, caller, town), so
         ``verify`` still passes. Records written before payloads were hashed apart are kept whole
-        (purging them would break the chain) and counted in ``legacy_kept``."""
+        (purging them would break the chain) and counted in ``legacy_kept``. ``dry_run``: counts
+        what it would do, changes nothing."""
         c = audit_records.c
         cut = _db_time(self.engine, before)
         where = [c.created_at < cut, c.purged_at.is_(None)]
         if household_id is not None:
             where.append(c.household_id == household_id)
+        runs = select(batch_runs.c.run_id).where(batch_runs.c.created_at < cut)
+        scored = [batch_scores.c.run_id.in_(runs)]
+        if household_id is not None:
+            scored.append(batch_scores.c.household_id == household_id)
+
+        def count(table: Table, *cond: Any) -> int:
+            return int(conn.execute(select(func.count()).select_from(table).where(*cond)).scalar_one())
+
         with self.engine.begin() as conn:
-            legacy = int(conn.execute(select(func.count()).select_from(audit_records)
-                                      .where(*where, c.payload_hash.is_(None))).scalar_one())
+            legacy = count(audit_records, *where, c.payload_hash.is_(None))
+            if dry_run:
+                return Purged(records=count(audit_records, *where, c.payload_hash.is_not(None)), legacy_kept=legacy,
+                              batch_rows=count(batch_scores, *scored))
             done = conn.execute(update(audit_records).where(*where, c.payload_hash.is_not(None))
                                 .values(request="", scores="", response="", purged_at=dt.datetime.now(dt.UTC)))
-            runs = select(batch_runs.c.run_id).where(batch_runs.c.created_at < cut)
-            gone = batch_scores.delete().where(batch_scores.c.run_id.in_(runs))
-            if household_id is not None:
-                gone = gone.where(batch_scores.c.household_id == household_id)
-            deleted = conn.execute(gone)
+            deleted = conn.execute(batch_scores.delete().where(*scored))
         return Purged(records=int(done.rowcount or 0), legacy_kept=legacy, batch_rows=int(deleted.rowcount or 0))
 
     def dispose(self) -> None:
