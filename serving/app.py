@@ -33,6 +33,7 @@ from serving.throttle import Window, parse_rate
 from serving.ui import router as ui_router
 from store.access import AccessLog
 from store.audit import AuditStore
+from store.checkpoint import Checkpointer
 from store.feedback import FeedbackStore
 from store.writer import GroupCommitter
 
@@ -68,6 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
         state.workers = Workers(settings.scoring_threads)
         state.feedback = FeedbackStore(state.audit.engine)
         state.access = AccessLog(state.audit)
+        state.checkpointer = None
+        if settings.checkpoint_key and settings.checkpoint_file:  # a bad or open key stops the start here
+            state.checkpointer = Checkpointer(state.audit, settings.checkpoint_key, settings.checkpoint_file,
+                                              every_records=settings.checkpoint_every_records,
+                                              every_seconds=settings.checkpoint_every_seconds)
         state.scorer, state.missing, state.load_error = None, [], None
         try:
             state.audit.create()
@@ -85,9 +91,13 @@ def create_app(settings: Settings) -> FastAPI:
         # the cyclic garbage collector need not walk it again on every collection of request garbage
         gc.collect()
         gc.freeze()
+        if state.checkpointer is not None:
+            state.checkpointer.start()
         yield
         gc.unfreeze()
         state.committer.close()
+        if state.checkpointer is not None:
+            state.checkpointer.close()  # signs what was added since the last checkpoint
         state.audit.dispose()
 
     app = FastAPI(title="relief-risk", version="1", lifespan=lifespan, description=DESCRIPTION,

@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.risks import RISKS
@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         if v is not None:
             parse_rate(v)
         return v
+
+    @model_validator(mode="after")
+    def _checkpoints_both_or_neither(self) -> Settings:
+        if bool(self.checkpoint_key) != bool(self.checkpoint_file):
+            raise ValueError("RELIEF_RISK_CHECKPOINT_KEY and RELIEF_RISK_CHECKPOINT_FILE go together: set both "
+                             "for the service to sign checkpoints, or neither")
+        return self
 
     @field_validator("risks")
     @classmethod

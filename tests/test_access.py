@@ -300,3 +300,26 @@ def test_a_purged_record_says_so_everywhere_and_the_chain_still_holds(app_client
     fb = app_client.post("/v1/feedback", json={"request_id": rid, "household_id": h, "visited_on": "2026-07-08",
                                                "findings": ["not_in_need"]}, headers=bearer(KEYS["platform"]))
     assert fb.status_code == 422 and "purged" in fb.text
+
+
+# ---- the service's own checkpoints ------------------------------------------------------------------
+def test_the_service_signs_checkpoints_that_verify(trained, mlflow_uri, tmp_path):
+    from store.checkpoint import load_public_key, read, verify_file, write_keys
+
+    key, pub = write_keys(tmp_path / "keys")
+    out = tmp_path / "checkpoints.jsonl"
+    settings = Settings(api_keys=KEYS_ENV, audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
+                        mlflow_tracking_uri=mlflow_uri, checkpoint_key=str(key), checkpoint_file=str(out),
+                        checkpoint_every_records=2)
+    with TestClient(create_app(settings)) as c:
+        for _ in range(3):
+            h = hid()
+            assert score(c, h).status_code == 200
+            assert c.get(f"/v1/households/{h}", headers=bearer(KEYS["auditor"])).status_code == 200
+        c.app.state.checkpointer.tick()
+        store = c.app.state.audit
+        assert verify_file(store, out, load_public_key(pub)) == []
+    checkpoints, problems = read(out)
+    assert problems == [] and checkpoints[-1].audit.seq == 3 and checkpoints[-1].access.seq == 3
+    with pytest.raises(ValueError, match="CHECKPOINT_KEY and RELIEF_RISK_CHECKPOINT_FILE"):
+        Settings(api_keys=KEYS_ENV, checkpoint_key=str(key))
