@@ -22,7 +22,7 @@ from domain.loader import load_served
 from domain.scoring import Scorer
 from features.io import load_policy_book
 from policy import load_eligibility
-from serving import errors, middleware
+from serving import docs, errors, middleware
 from serving.bodies import add_schemas
 from serving.deps import Workers
 from serving.limits import BodySizeLimit
@@ -101,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.audit.dispose()
 
     app = FastAPI(title="relief-risk", version="1", lifespan=lifespan, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None,  # served offline by serving.docs
                   summary="Active discovery of hardship (主动发现), above all illness-induced poverty (因病致贫).")
     app.add_middleware(BodySizeLimit, default_limit=settings.max_body_bytes,
                        limits={"/v1/score/batch": settings.max_batch_body_bytes})
@@ -109,5 +110,6 @@ def create_app(settings: Settings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(ui_router)  # the auditor's web pages under /ui
+    docs.install(app)
     add_schemas(app, Bundle, BatchRequest, FeedbackRequest)  # bodies the routes read themselves
     return app
