@@ -26,12 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from domain.nightly_file import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE
 from features.build import as_timestamp, build_features
 from features.city import CityTables
-from features.contract import TABLE_COLUMNS
-from features.io import read_tables
+from features.io import read_households
 from features.policy import PolicyBook
-from features.tables import Tables, make_tables
+from features.tables import Tables
 
 if TYPE_CHECKING:
     from domain.loader import LoadedModel
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPLAIN_MODES = ("flagged", "all", "none")
-SCORES_FILE, EXPLANATIONS_FILE, SUMMARY_FILE = "scores.parquet", "explanations.parquet", "summary.json"
+# the output files' names: the household file (domain.nightly_file) reads them back
 CONTRIB_PREFIX = "contrib__"
 
 
@@ -65,6 +65,7 @@ class BatchSummary:
     dropped_rows: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    data: str | None = None  # the raw-table folder scored (None: tables handed in): the household file reads it
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "out_dir": str(self.out_dir)}
@@ -260,7 +261,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         chunk=bounds[0][1] - bounds[0][0], chunks=len(bounds) if city.n else 0, explain=explain, seconds={},
         peak_rss_mb=0.0, rows=city.rows(), dropped_rows=city.dropped,
         files={"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE),
-               "summary": str(out / SUMMARY_FILE)})
+               "summary": str(out / SUMMARY_FILE)},
+        data=str(Path(data).resolve()) if isinstance(data, str | Path) else None)
     if record_url:
         summary.run_id = record_batch(record_url, summary)
         t = clock.add("record", t)
@@ -304,30 +306,6 @@ def _history_rows(path: Path, risks: Sequence[str], batch_rows: int
 
 
 # ---- on demand ------------------------------------------------------------------------------------
-def read_households(directory: str | Path, household_ids: Iterable[str]) -> Tables:
-    """The raw rows of just these households from the folder's parquet files (arrow filters, not a
-    whole-city read), normalised as :func:`features.io.read_tables` normalises them."""
-    ids = sorted(set(household_ids))
-    base = Path(directory)
-    if not all((base / f"{n}.parquet").exists() for n in TABLE_COLUMNS if n != "verifications"):
-        city = CityTables.from_tables(read_tables(directory, check=False))
-        return city.take(city.codes_of(ids))
-
-    def rows_of(name: str, key: str, values: list[str]) -> pd.DataFrame:
-        if not values:
-            return pd.DataFrame({c: [] for c in TABLE_COLUMNS[name]})
-        return pq.read_table(base / f"{name}.parquet", columns=list(TABLE_COLUMNS[name]),
-                             filters=[(key, "in", values)]).to_pandas()
-
-    frames = {name: rows_of(name, "household_id", ids) for name in ("households", "persons", "assistance")}
-    missing = sorted(set(ids) - set(frames["households"]["household_id"].astype(str)))
-    if missing:
-        raise KeyError(f"unknown household {missing[0]!r}")
-    persons = sorted(set(frames["persons"]["person_id"].astype(str)))
-    frames |= {name: rows_of(name, "person_id", persons) for name in ("income", "claims")}
-    return make_tables(**frames)
-
-
 def explain_households(data: str | Path | Tables | CityTables, household_ids: Iterable[str],
                        models: Sequence[LoadedModel], policy: PolicyBook, as_of: dt.date | str) -> pd.DataFrame:
     """Scores and exact explanations of the given households under every model, on demand

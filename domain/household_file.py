@@ -1,7 +1,9 @@
 """一户一档: one household's file, assembled from what the service already keeps — its latest
 received bundle and scores (audit trail), its score history across API requests and nightly
 batches, caseworkers' feedback — plus today's lists, eligibility and warm list computed from that
-latest bundle with the dated policy file."""
+latest bundle with the dated policy file. When a nightly batch saw the household after its latest
+request (or no request ever did), the latest part comes from that run's outputs
+(:mod:`domain.nightly_file`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ import math
 from typing import Any
 
 from domain.advice import Advisor
+from domain.nightly_file import batch_file
 from features.build import build_features
 from features.catalog import FEATURES
 from features.tables import tables_from_bundle
 from models.explain import format_value
 from store.audit import AuditRecord, AuditStore
 from store.feedback import FeedbackStore
-from store.history import household_batches
+from store.history import household_batches, latest_run_of
 
 HISTORY_LIMIT = 100
 _SOURCES = {"score": "api_request", "batch": "api_batch"}
@@ -51,6 +54,11 @@ def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
                               "lists": [], "eligibility": None, "warm_list": [], "history": history[:HISTORY_LIMIT],
                               "feedback": [fb.as_dict() for fb in feedback.for_household(household_id)]}
     latest = next((r for r in records if r.purged_at is None), None)  # a purged record has no bundle left
+    run = latest_run_of(audit.engine, household_id) if batches else None
+    if run is not None and (latest is None or run.created_at > latest.created_at):
+        nightly = batch_file(run, household_id, advisor)  # the nightly batch saw it last
+        if nightly is not None:
+            return answer | nightly | {"features": _features(nightly["features"])}
     if latest is not None:
         bundle = latest.request
         tables = tables_from_bundle(bundle)
@@ -60,8 +68,9 @@ def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
         stored = latest.scores[0].get("features") if latest.scores else None
         values = stored if stored is not None else {
             k: (None if math.isnan(v) else float(v)) for k, v in feats.iloc[0].items()}
-        answer |= {"latest": {"request_id": latest.request_id, "created_at": latest.created_at.isoformat(),
-                              "as_of": latest.as_of, "town": bundle["household"]["town"]},
+        answer |= {"latest": {"source": _SOURCES.get(latest.kind, latest.kind), "request_id": latest.request_id,
+                              "run_id": None, "created_at": latest.created_at.isoformat(), "as_of": latest.as_of,
+                              "town": bundle["household"]["town"]},
                    "features": _features(values), "scores": public, "lists": advice.lists,
                    "eligibility": advice.eligibility, "warm_list": advice.warm_list}
     return answer

@@ -7,10 +7,12 @@ Files are one per table, ``<name>.parquet`` or ``<name>.csv``, named as in the c
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.checks import TablesColumns, contract_problems, refuse
 from features.policy import PolicyBook, parse_policy
@@ -79,3 +81,29 @@ def check_tables(tables: Tables, towns: frozenset[str] | None = None) -> list[st
     """Contract checks on whole tables (:func:`features.checks.contract_problems`); returns the
     problems found (empty when all hold)."""
     return contract_problems(TablesColumns(tables), towns)
+
+
+def read_households(directory: str | Path, household_ids: Iterable[str]) -> Tables:
+    """The raw rows of just these households from the folder's parquet files (arrow filters, not a
+    whole-city read), normalised as :func:`features.io.read_tables` normalises them."""
+    ids = sorted(set(household_ids))
+    base = Path(directory)
+    if not all((base / f"{n}.parquet").exists() for n in TABLE_COLUMNS if n != "verifications"):
+        from features.city import CityTables  # features.city reads through this module
+
+        city = CityTables.from_tables(read_tables(directory, check=False))
+        return city.take(city.codes_of(ids))
+
+    def rows_of(name: str, key: str, values: list[str]) -> pd.DataFrame:
+        if not values:
+            return pd.DataFrame({c: [] for c in TABLE_COLUMNS[name]})
+        return pq.read_table(base / f"{name}.parquet", columns=list(TABLE_COLUMNS[name]),
+                             filters=[(key, "in", values)]).to_pandas()
+
+    frames = {name: rows_of(name, "household_id", ids) for name in ("households", "persons", "assistance")}
+    missing = sorted(set(ids) - set(frames["households"]["household_id"].astype(str)))
+    if missing:
+        raise KeyError(f"unknown household {missing[0]!r}")
+    persons = sorted(set(frames["persons"]["person_id"].astype(str)))
+    frames |= {name: rows_of(name, "person_id", persons) for name in ("income", "claims")}
+    return make_tables(**frames)

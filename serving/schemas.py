@@ -90,7 +90,8 @@ class ErrorResponse(BaseModel):
 class BatchItemError(BaseModel):
     index: int
     status: int = 422
-    detail: list[ErrorItem]
+    detail: list[ErrorItem] | str = Field(description="the item's 422 details, or why a key limited to towns may "
+                                                      "not score it (403)")
 
 
 class BatchResponse(BaseModel):
@@ -244,18 +245,28 @@ class HistoryEntry(BaseModel):
 
 
 class LatestRequest(BaseModel):
-    request_id: str
+    source: Literal["api_request", "api_batch", "nightly_batch"] = Field(
+        description="what saw the household last: an API request (single or batch) or the nightly batch")
+    request_id: str | None = Field(description="the audit record's request_id; null for the nightly batch")
+    run_id: str | None = Field(description="the nightly batch run's id; null for an API request")
     created_at: str
     as_of: str
     town: str
 
 
+class FileScore(RiskScore):
+    base_value: float | None = Field(description="log-odds; null only if the nightly run explained no household "
+                                                 "for this risk")
+    reasons: list[Reason] = Field(description="top reasons; empty for a household the nightly batch scored but did "
+                                              "not explain (it explains the flagged ones)")
+
+
 class HouseholdFile(BaseModel):
     household_id: str
-    latest: LatestRequest | None = Field(description="the latest API request; null if only nightly batches "
-                                                     "scored the household")
+    latest: LatestRequest | None = Field(description="what the latest part of the file comes from: the latest API "
+                                                     "request or the nightly batch run that saw the household last")
     features: list[FileFeature] = Field(description="the latest features the models saw, with Chinese labels")
-    scores: list[RiskScore] = Field(description="the latest request's scores with their reasons")
+    scores: list[FileScore] = Field(description="the latest scores with their reasons")
     lists: list[ListEntry]
     eligibility: PolicyCheckBody | None
     warm_list: list[Measure]

@@ -66,3 +66,19 @@ def household_batches(engine: Engine, household_id: str, limit: int = 100) -> li
                                     "model_version": versions.get(risk)}
                                    for risk, (p, band, flagged) in json.loads(row["scores"]).items()]})
     return out
+
+
+def _to_run(row: Any) -> BatchRun:
+    created = row["created_at"]
+    return BatchRun(run_id=row["run_id"], created_at=created if created.tzinfo else created.replace(tzinfo=dt.UTC),
+                    as_of=row["as_of"], models=json.loads(row["models"]), households=row["households"],
+                    flagged=row["flagged"], output=row["output"])
+
+
+def latest_run_of(engine: Engine, household_id: str) -> BatchRun | None:
+    """The newest batch run that scored the household (its output folder holds its scores)."""
+    stmt = (select(batch_runs).join(batch_scores, batch_scores.c.run_id == batch_runs.c.run_id)
+            .where(batch_scores.c.household_id == household_id).order_by(batch_runs.c.created_at.desc()).limit(1))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    return None if row is None else _to_run(row)

@@ -304,3 +304,43 @@ def test_worklist_per_town(batch, policy, tmp_path):
     header = [c.value for c in overview[4]]
     assert header[:3] == ["镇（街道）", "户数", "模型标记户数（任一风险）"] and header[-2:] == ["走访容量", "清单户数"]
     assert sum(overview.cell(row=r, column=2).value for r in range(5, overview.max_row + 1)) == len(scores)
+
+
+@pytest.mark.slow
+def test_a_household_only_the_nightly_batch_scored_has_a_full_file(served, city_dir, policy, mlflow_uri, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from features.catalog import FEATURE_IDS
+    from serving.app import create_app
+    from serving.settings import Settings
+    from tests.conftest import KEYS_ENV, auth
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    out = tmp_path / "batch"
+    summary = run_batch(city_dir, out, served, policy, as_of=AS_OF, record_url=url, progress=False)
+    scores = pq.read_table(out / "scores.parquet").to_pandas()
+    flagged = scores[scores["illness_poverty__flagged"]].iloc[0]
+    calm = scores[~scores["illness_poverty__flagged"]].iloc[0]
+    settings = Settings(api_keys=KEYS_ENV, audit_url=url, mlflow_tracking_uri=mlflow_uri)
+    with TestClient(create_app(settings)) as c:
+        got = c.get(f"/v1/households/{flagged['household_id']}", headers=auth("platform"))
+        assert got.status_code == 200, got.text
+        f = got.json()
+        assert f["latest"] == {"source": "nightly_batch", "request_id": None, "run_id": summary.run_id,
+                               "created_at": f["history"][0]["created_at"], "as_of": AS_OF, "town": flagged["town"]}
+        assert [x["feature"] for x in f["features"]] == [fid for fid in FEATURE_IDS if fid in
+                                                         {x["feature"] for x in f["features"]}]
+        assert len(f["features"]) == len(FEATURE_IDS) and all(x["label"] for x in f["features"])
+        (s,) = f["scores"]
+        assert s["probability"] == flagged["illness_poverty__probability"] and s["flagged"] and s["band"] == "high"
+        assert s["reasons"] and s["reasons"][0]["label"] and s["base_value"] is not None
+        assert [x["list"] for x in f["lists"]] == list(flagged["lists"])  # the same lists as the batch's
+        assert f["eligibility"]["programs"] and f["warm_list"] is not None
+        quiet = c.get(f"/v1/households/{calm['household_id']}", headers=auth("platform")).json()
+        assert quiet["scores"][0]["reasons"] == [] and quiet["scores"][0]["base_value"] == s["base_value"]
+        assert quiet["features"] and quiet["eligibility"] is not None
+        shutil.rmtree(out)  # the run's folder gone: the file keeps the batch's history only
+        gone = c.get(f"/v1/households/{flagged['household_id']}", headers=auth("platform")).json()
+        assert gone["latest"] is None and gone["history"][0]["id"] == summary.run_id
