@@ -1,4 +1,4 @@
-"""Which programmes a household likely qualifies for (../shared/domain.md, "Assistance categories"),
+"""Which programmes a household likely qualifies for (docs/policy.md, "Where the figures come from"),
 each with the steps of its arithmetic, so a caseworker can check it by hand.
 
 "Likely": the data cannot show everything a definition asks (legal supporters outside the household,
