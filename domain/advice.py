@@ -35,7 +35,18 @@ class Advice:
 
     @property
     def eligible_programs(self) -> list[str]:
+        """The ids of the programmes the calculator finds the household likely eligible for."""
         return [p["program"] for p in self.eligibility["programs"] if p["eligible"]]
+
+    @property
+    def eligible_program_labels(self) -> list[str]:
+        """Their Chinese names (最低生活保障（低保）…), in the same order: what caseworkers read."""
+        return [p["label"] for p in self.eligibility["programs"] if p["eligible"]]
+
+    def response_fields(self) -> dict[str, Any]:
+        """What the score response carries beside the scores."""
+        return {"lists": self.lists, "eligible_programs": self.eligible_programs,
+                "eligible_program_labels": self.eligible_program_labels, "warm_list": self.warm_list}
 
 
 class _Row(Mapping[str, float]):

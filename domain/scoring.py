@@ -143,8 +143,7 @@ class Scorer:
         response: dict[str, Any] = {"request_id": request_id, "household_id": household_id, "as_of": as_of,
                                     "scores": public}
         if advice is not None:
-            response |= {"lists": advice.lists, "eligible_programs": advice.eligible_programs,
-                         "warm_list": advice.warm_list}
+            response |= advice.response_fields()
         body = orjson.dumps(response)
         entry = AuditEntry(request_id=request_id, created_at=created, kind=kind, household_id=household_id,
                            as_of=as_of, models=[{"name": m.name, "version": m.version} for m in self.models],

@@ -40,7 +40,9 @@ from store.writer import GroupCommitter
 log = logging.getLogger("relief_risk.serving")
 
 DESCRIPTION = ("Scores support caseworkers' decisions about whom to visit; a score never denies help. "
-               "See contract.md for the data contract.")
+               "The data contract (tables, the household bundle, point-in-time rules) is docs/contract.md, and "
+               "every route with its roles, bodies, answers and errors is docs/api.md, both in the relief-risk "
+               "project's repository; checks/contract_check.py there checks a running service against them.")
 
 
 def create_app_from_env() -> FastAPI:

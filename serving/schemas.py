@@ -73,6 +73,8 @@ class ScoreResponse(BaseModel):
                                                    "is on")
     eligible_programs: list[str] = Field([], description="programmes the policy calculator says it likely "
                                                          "qualifies for (see /v1/policy/check for the steps)")
+    eligible_program_labels: list[str] = Field([], description="中文名称 of eligible_programs, in the same order "
+                                                               "(e.g. 最低生活保障（低保）)")
     warm_list: list[Measure] = Field([], description="暖心清单: measures that fit the household, each with the "
                                                      "rule that proposed it")
 

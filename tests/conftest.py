@@ -16,7 +16,7 @@ import mlflow
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACT_CHECK = ROOT.parent / "shared" / "checks" / "contract_check.py"
+CONTRACT_CHECK = ROOT / "checks" / "contract_check.py"
 TEST_HOUSEHOLDS = int(os.environ.get("RELIEF_RISK_TEST_HOUSEHOLDS", "20000"))
 KEYS = {"platform": "platform-key-0123456789", "auditor": "auditor-key-0123456789", "admin": "admin-key-0123456789"}
 KEYS_ENV = ",".join(f"{r}:{k}" for r, k in KEYS.items())

@@ -9,6 +9,7 @@ import pytest
 
 from domain.bundle import CONTRACT_EXAMPLE
 from features.catalog import FEATURE_IDS
+from policy import PROGRAM_LABELS
 from tests.conftest import auth
 
 pytestmark = pytest.mark.slow
@@ -64,6 +65,9 @@ def test_score_response_follows_the_contract(client, champion):
     mags = [abs(x["contribution"]) for x in s["reasons"]]
     assert mags == sorted(mags, reverse=True)
     assert all(x["label"] and not x["label"].isascii() for x in s["reasons"])
+    # 1,400 a person a month, between the lines; 19,000 yuan out of pocket
+    assert js["eligible_programs"] == ["dibao_edge_income", "dibao_edge_expenditure", "expenditure_hardship"]
+    assert js["eligible_program_labels"] == [PROGRAM_LABELS[p] for p in js["eligible_programs"]]
 
 
 def test_audit_record_adds_up_and_keeps_the_response_exactly(client):

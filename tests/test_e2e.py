@@ -1,4 +1,4 @@
-"""End to end: a real uvicorn process on loopback, the shared contract check against it, and
+"""End to end: a real uvicorn process on loopback, the contract check (checks/contract_check.py) against it, and
 MLflow's own client loading the registered champion."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_contract_check_passes_against_the_live_server(live_server):
     if not CONTRACT_CHECK.exists():
-        pytest.fail(f"{CONTRACT_CHECK} is missing: the shared folder must sit beside the project")
+        pytest.fail(f"{CONTRACT_CHECK} is missing: the project ships its contract check there")
     out = subprocess.run([sys.executable, str(CONTRACT_CHECK), "--url", live_server["url"],
                           "--platform-key", KEYS["platform"], "--auditor-key", KEYS["auditor"]],
                          capture_output=True, text=True, timeout=300)
