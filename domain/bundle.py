@@ -1,4 +1,4 @@
-"""A household bundle (../shared/contract.md, "Scoring API"): its pydantic model and the checks
+"""A household bundle (docs/contract.md, docs/api.md): its pydantic model and the checks
 across its rows. The API reads request bodies with it, ``reproduce`` re-reads stored requests with it,
 so both hold a bundle to the same rules.
 
@@ -31,7 +31,7 @@ from features.tables import (
     SEXES,
 )
 
-# The contract's own example (../shared/contract.md, POST /v1/score): the API's documented example body.
+# The contract's own example (docs/api.md, POST /v1/score): the API's documented example body.
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "as_of": "2026-06-30",
     "household": {"household_id": "H000123", "town": "tangqiao", "hukou_type": "rural", "housing": "owned",

@@ -1,4 +1,4 @@
-"""What the contract (../shared/contract.md) says the raw tables are: their closed lists of codes
+"""What the contract (docs/contract.md) says the raw tables are: their closed lists of codes
 and their columns, in the contract's order. Data only; :mod:`features.tables` re-exports it.
 """
 

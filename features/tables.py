@@ -1,4 +1,4 @@
-"""The contract's raw tables (../shared/contract.md) as one typed container.
+"""The contract's raw tables (docs/contract.md) as one typed container.
 
 Training reads them from files (``features.io``), the API builds them from one household bundle
 (:func:`tables_from_bundle`); both then go through the same :func:`features.build.build_features`.

@@ -1,5 +1,5 @@
 """LightGBM settings. ``max_depth`` is capped: TreeSHAP costs grow with depth squared
-(../shared/perf_notes.md), so depth is a speed parameter as well as a quality one.
+(TreeSHAP costs grow with depth squared), so depth is a speed parameter as well as a quality one.
 
 Monotone constraints come from the schema: the catalog's policy directions and, for a risk's
 schema, the risk's own (``features.catalog.RISK_DIRECTIONS``). They are enforced with the

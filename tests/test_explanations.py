@@ -1,6 +1,6 @@
 """Exact explanations: LightGBM's pred_contrib against an independent brute-force Shapley
 computation on a tiny model, and against shap.TreeExplainer (which, on LightGBM, delegates to
-pred_contrib, so only the brute force is an independent check; ../shared/perf_notes.md)."""
+pred_contrib, so only the brute force is an independent check)."""
 
 from __future__ import annotations
 

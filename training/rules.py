@@ -1,4 +1,4 @@
-"""Today's rule-based warnings (../shared/domain.md) as scorers over the same features as the model,
+"""Today's rule-based warnings (docs/policy.md) as scorers over the same features as the model,
 one set per risk (the illness rules are domain.md's; the other lists are the platform's usual ones).
 
 A rule flags households; to compare with the model at the same caseworker capacity, each rule also
