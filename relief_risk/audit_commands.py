@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from relief_risk.clihelp import Formatter, environment, setting
 from store.access import AccessLog
 from store.audit import ACCESS_CHAIN, AuditStore
 from store.checkpoint import (
@@ -34,6 +35,8 @@ from store.checkpoint import (
     write_keys,
 )
 
+AUDIT_URL_HELP = "SQLAlchemy URL of the audit store (default: RELIEF_RISK_AUDIT_URL, else sqlite:///audit.db)"
+
 
 def audit_store(a: argparse.Namespace) -> AuditStore:
     """The store named by ``--audit-url``, else ``RELIEF_RISK_AUDIT_URL``, else ``sqlite:///audit.db``."""
@@ -41,6 +44,8 @@ def audit_store(a: argparse.Namespace) -> AuditStore:
 
 
 RETENTION_DAYS = 1095  # three years; why: docs/audit-integrity.md, "Retention and purge"
+RETENTION_ENV = ("RELIEF_RISK_RETENTION_DAYS", "the retention period in days when --retention-days is not given "
+                 f"(default: {RETENTION_DAYS}, three years)")
 
 
 def _env(name: str) -> str | None:
@@ -188,8 +193,14 @@ def add_audit_parsers(sub: Any) -> None:
     """Adds ``verify``, ``keygen``, ``checkpoint`` and ``purge`` to the command line's subparsers."""
     vf = sub.add_parser("verify", help="check the audit trail's and the access log's hash chains and, with "
                                        "--checkpoint and --public-key, that they still extend every signed checkpoint; "
-                                       "exit 1 naming each problem")
-    vf.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+                                       "exit 1 naming each problem", formatter_class=Formatter,
+                        description="Recomputes the audit trail's and the access log's hash chains and, with "
+                                    "--checkpoint and --public-key, checks every signed checkpoint's signature and "
+                                    "that both chains still extend it: exit 0 with the heads, 1 naming each "
+                                    "problem, 2 if the files cannot be used. What each proves: "
+                                    "docs/audit-integrity.md.",
+                        epilog=environment(setting("audit_url")))
+    vf.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     vf.add_argument("--checkpoint", default=None, metavar="FILE",
                     help="the signed checkpoint file (one JSON line each) to check the chains against; no default and "
                          "no environment variable: the auditor names the copy they trust; needs --public-key")
@@ -199,24 +210,41 @@ def add_audit_parsers(sub: Any) -> None:
     vf.set_defaults(func=_verify)
 
     kg = sub.add_parser("keygen", help="make the Ed25519 key pair that signs checkpoints: DIR/checkpoint.key "
-                                       "(private, mode 600; never overwritten) and DIR/checkpoint.pub")
+                                       "(private, mode 600; never overwritten) and DIR/checkpoint.pub",
+                        formatter_class=Formatter,
+                        description="Makes the Ed25519 key pair that signs checkpoints: DIR/checkpoint.key (the "
+                                    "private key, mode 600, never overwritten: the service's or the checkpoint "
+                                    "command's) and DIR/checkpoint.pub (for the auditors); prints its fingerprint.",
+                        epilog=environment())
     kg.add_argument("--out", required=True, metavar="DIR",
                     help="the folder for the two files (made, mode 700, if missing); no default, no environment "
                          "variable; keep it off the database's host and out of its backups")
     kg.set_defaults(func=_keygen)
 
     cp = sub.add_parser("checkpoint", help="sign the audit trail's and the access log's heads now and append the "
-                                           "checkpoint to the file")
+                                           "checkpoint to the file", formatter_class=Formatter,
+                        description="Signs the audit trail's and the access log's heads now with the private key "
+                                    "and appends the checkpoint (one JSON line) to the checkpoint file; the "
+                                    "service does the same by itself when RELIEF_RISK_CHECKPOINT_KEY and _FILE "
+                                    "are set.",
+                        epilog=environment(setting("audit_url"), setting("checkpoint_key"),
+                                           setting("checkpoint_file")))
     cp.add_argument("--key", default=None, metavar="FILE",
                     help="the private key (checkpoint.key, mode 600); default: RELIEF_RISK_CHECKPOINT_KEY")
     cp.add_argument("--out", default=None, metavar="FILE",
                     help="the checkpoint file to append to (made if missing; its folder must exist); default: "
                          "RELIEF_RISK_CHECKPOINT_FILE")
-    cp.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+    cp.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     cp.set_defaults(func=_checkpoint)
 
     pg = sub.add_parser("purge", help="empty the personal payload (request, scores, response) of audit records past "
-                                      "the retention period; the records keep their place and hash in the chain")
+                                      "the retention period; the records keep their place and hash in the chain",
+                        formatter_class=Formatter,
+                        description="Empties the personal payload (request, scores, response) of the audit records "
+                                    "created before the retention period, and deletes their nightly batch score "
+                                    "rows; each record keeps its place and hash in the chain, so verify still "
+                                    "passes and reproduce says the record was purged. --dry-run counts only.",
+                        epilog=environment(setting("audit_url"), RETENTION_ENV))
     pg.add_argument("--before", default=None, metavar="DATE",
                     help="purge records created before DATE (YYYY-MM-DD, 00:00 UTC, or an ISO 8601 time); default: "
                          "today (UTC) minus the retention period; a DATE later than that needs --household and "
@@ -230,5 +258,5 @@ def add_audit_parsers(sub: Any) -> None:
     pg.add_argument("--force", action="store_true",
                     help="allow a DATE within the retention period, for one household's erasure request (with "
                          "--household; default: off)")
-    pg.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+    pg.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     pg.set_defaults(func=_purge)

@@ -1,17 +1,21 @@
-"""One command line with a subcommand per stage: generate, train, score, serve.
+"""relief-risk: finds households sliding into hardship for the civil-affairs bureau, one subcommand per
+stage. `relief-risk STAGE --help` says what a stage does, each option with its default, and the
+environment variables it reads.
 
-    relief-risk generate --households 5000 --out data/city
-    relief-risk train --data data/city
-    relief-risk train --data data/city --risk all   # every finding, one read of the data
+    relief-risk generate --households 5000 --out data/city      # a synthetic city's raw tables
+    relief-risk train --data data/city --risk all                # fit, evaluate, log and register in MLflow
     relief-risk promote --risk illness_poverty --version 3 --data data/city   # gate, then move champion
-    relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet
-    relief-risk serve --port 8000
+    relief-risk score --data data/city --as-of 2026-09-30 --out data/scores.parquet   # one risk, as of a date
+    relief-risk batch --data data/city --out out/2026-10-31      # nightly: every household, every risk
+    relief-risk worklist --data data/city --out out/2026-10-31   # the batch, then each town's visit list
+    relief-risk serve --port 8000                                # the API (RELIEF_RISK_API_KEYS)
     relief-risk verify                      # the audit trail's and the access log's hash chains
     relief-risk verify --checkpoint /var/lib/relief-risk-checkpoints/checkpoints.jsonl --public-key checkpoint.pub
     relief-risk keygen --out /etc/relief-risk/checkpoint        # the checkpoints' signing key pair
     relief-risk checkpoint --key KEY --out FILE                 # sign both chain heads now
     relief-risk purge --dry-run             # records past the retention period: what would be emptied
     relief-risk reproduce REQUEST_ID        # re-score an audit record with its own model versions
+    relief-risk db upgrade                  # the audit store's schema to this code's
 """
 
 from __future__ import annotations
@@ -203,82 +207,142 @@ def _db(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
-    from relief_risk.audit_commands import add_audit_parsers
+    from features.risks import RISKS
+    from relief_risk.audit_commands import AUDIT_URL_HELP, add_audit_parsers
     from relief_risk.batch_commands import add_batch_parser, add_worklist_parser
+    from relief_risk.clihelp import (
+        MLFLOW_RUN_ID,
+        MLFLOW_TRACKING_URI,
+        PORT,
+        Formatter,
+        environment,
+        risks_help,
+        service_settings,
+        setting,
+    )
+
+    p = argparse.ArgumentParser(prog="relief-risk", description=__doc__, formatter_class=Formatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = p.add_subparsers(dest="command", required=True, title="stages", metavar="STAGE")
+
+    g = sub.add_parser("generate", help="write a synthetic city's raw tables", formatter_class=Formatter,
+                       description="Writes the six contract tables of a synthetic city (households, persons, income, "
+                                   "claims, assistance, verifications) and its latent truth (for honest evaluation "
+                                   "only) into a folder: made-up data to try every other stage on.",
+                       epilog=environment())
+    g.add_argument("--households", type=int, default=5000, help="households in the city")
+    g.add_argument("--months", type=int, default=36, help="months of history, ending with --end-month")
+    g.add_argument("--end-month", default="2026-10", metavar="YYYY-MM", help="the last month of the data")
+    g.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same city")
+    g.add_argument("--out", default="data/city", metavar="DIR", help="folder for the tables (made if missing)")
+    g.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format of the tables")
+    g.set_defaults(func=_generate)
+
+    t = sub.add_parser("train", help="fit, evaluate against the rules, log and register in MLflow",
+                       formatter_class=Formatter,
+                       description="Builds point-in-time snapshots, splits them by time, fits LightGBM with the "
+                                   "risk's monotone constraints, calibrates, evaluates the model against today's "
+                                   "rules at the same capacity and across groups, logs all of it to MLflow and "
+                                   "registers the model (the promotion gate decides whether it becomes the "
+                                   "champion). Under `mlflow run` it logs into the run mlflow opened.",
+                       epilog=environment(MLFLOW_TRACKING_URI, MLFLOW_RUN_ID))
+    t.add_argument("--data", default="data/city", metavar="DIR", help="folder of the raw tables (parquet or CSV)")
+    t.add_argument("--risk", default="illness_poverty",
+                   help=risks_help(with_all=True) + ". Several share one read of the data and one set of "
+                        "snapshots, each gets its own run and model; exit 1 if one had too few findings to train")
+    t.add_argument("--capacity", type=float, default=0.02,
+                   help="share of households caseworkers can visit per 180 days (0.02: 2%%)")
+    t.add_argument("--seed", type=int, default=0, help="random seed of the fit and of the bootstrap intervals")
+    t.add_argument("--alias", default="champion",
+                   help="'champion': the new version contests the champion through the promotion gate (the "
+                        "first version becomes champion at once); any other alias: registered under it, "
+                        "without contesting")
+    t.add_argument("--no-register", action="store_true", help="log the run without registering a model version")
+    t.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
+    t.add_argument("--feedback-url", default=None, metavar="URL",
+                   help="SQLAlchemy URL of the service's store (what RELIEF_RISK_AUDIT_URL names for the "
+                        "service): caseworkers' feedback joins the labels (default: none, the data's own "
+                        "verifications only)")
+    t.add_argument("--gate", default=None, metavar="FILE", help="promotion gate bounds, e.g. experiments/gate.toml "
+                                                                "(default: the built-in bounds, the same values)")
+    t.set_defaults(func=_train)
+
+    pr = sub.add_parser("promote", help="gate a registered version against the champion; move the alias or "
+                                        "refuse (exit 1) with the reasons", formatter_class=Formatter,
+                        description="Scores the registered version and the current champion on the later period "
+                                    "of a data folder and applies the promotion gate: moves the champion alias to "
+                                    "the version, or refuses (exit 1) with the reasons. The decision is logged "
+                                    "beside the version's run.",
+                        epilog=environment(MLFLOW_TRACKING_URI))
+    pr.add_argument("--risk", default="illness_poverty", choices=RISKS, metavar="RISK", help=risks_help())
+    pr.add_argument("--version", required=True, help="the registered version to gate, e.g. 3")
+    pr.add_argument("--data", default="data/city", metavar="DIR",
+                    help="data folder whose later period both models are scored on")
+    pr.add_argument("--capacity", type=float, default=0.02,
+                    help="share of households caseworkers can visit per 180 days (0.02: 2%%)")
+    pr.add_argument("--gate", default=None, metavar="FILE", help="promotion gate bounds, e.g. experiments/gate.toml "
+                                                                 "(default: the built-in bounds)")
+    pr.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
+    pr.set_defaults(func=_promote)
+
+    s = sub.add_parser("score", help="score every household of a data folder with one risk's model, as of a date",
+                       formatter_class=Formatter,
+                       description="Scores every household of a data folder as of a date with one risk's "
+                                   "registered model (scores only, no explanations) and writes them to Parquet; "
+                                   "prints where, how many households and how many flagged, as JSON.",
+                       epilog=environment(MLFLOW_TRACKING_URI))
+    s.add_argument("--data", default="data/city", metavar="DIR", help="folder of the raw tables (parquet or CSV)")
+    s.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="the date the households are scored as of")
+    s.add_argument("--risk", default="illness_poverty", choices=RISKS, metavar="RISK", help=risks_help())
+    s.add_argument("--alias", default="champion", help="registered model alias to score with")
+    s.add_argument("--out", default="data/scores.parquet", metavar="FILE",
+                   help="Parquet file to write, one row per household")
+    s.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
+    s.set_defaults(func=_score)
 
     add_batch_parser(sub)     # the whole city: scores, explanations of the flagged, Parquet
     add_worklist_parser(sub)  # per town: a ranked list sized to capacity, CSV and Excel
 
-    g = sub.add_parser("generate", help="write a synthetic city's raw tables")
-    g.add_argument("--households", type=int, default=5000)
-    g.add_argument("--months", type=int, default=36)
-    g.add_argument("--end-month", default="2026-10")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--out", default="data/city")
-    g.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    g.set_defaults(func=_generate)
-
-    t = sub.add_parser("train", help="fit, evaluate against the rules, log and register in MLflow")
-    t.add_argument("--data", default="data/city")
-    t.add_argument("--risk", default="illness_poverty",
-                   help="a risk, several separated by commas, or 'all' (every finding of the contract); several "
-                        "share one read of the data and one set of snapshots, each gets its own run and model; "
-                        "exit 1 if one had too few findings to train")
-    t.add_argument("--capacity", type=float, default=0.02,
-                   help="share of households caseworkers can visit per 180 days")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--alias", default="champion")
-    t.add_argument("--no-register", action="store_true")
-    t.add_argument("--policy", default=None, help="policy parameter file (default: the packaged one)")
-    t.add_argument("--feedback-url", default=None,
-                   help="the service's store (RELIEF_RISK_AUDIT_URL): caseworkers' feedback joins the labels")
-    t.add_argument("--gate", default=None, help="promotion gate bounds, e.g. experiments/gate.toml "
-                                                "(default: the built-in defaults, the same values)")
-    t.set_defaults(func=_train)
-
-    pr = sub.add_parser("promote", help="gate a registered version against the champion; move the alias or "
-                                        "refuse (exit 1) with the reasons")
-    pr.add_argument("--risk", default="illness_poverty")
-    pr.add_argument("--version", required=True)
-    pr.add_argument("--data", default="data/city", help="data folder whose later period both models are scored on")
-    pr.add_argument("--capacity", type=float, default=0.02)
-    pr.add_argument("--gate", default=None, help="promotion gate bounds, e.g. experiments/gate.toml")
-    pr.add_argument("--policy", default=None)
-    pr.set_defaults(func=_promote)
-
-    s = sub.add_parser("score", help="score every household of a data folder as of a date (batch)")
-    s.add_argument("--data", default="data/city")
-    s.add_argument("--as-of", required=True)
-    s.add_argument("--risk", default="illness_poverty")
-    s.add_argument("--alias", default="champion")
-    s.add_argument("--out", default="data/scores.parquet")
-    s.add_argument("--policy", default=None)
-    s.set_defaults(func=_score)
+    v = sub.add_parser("serve", help="run the API", formatter_class=Formatter,
+                       description="Runs the scoring API (FastAPI on uvicorn) and the auditor's pages with the "
+                                   "registered models. It never starts open: RELIEF_RISK_API_KEYS must name the "
+                                   "keys (or --demo-keys makes some). Every setting comes from the environment, "
+                                   "checked before the workers start.",
+                       epilog=environment(*service_settings(), MLFLOW_TRACKING_URI, PORT))
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    v.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                   help="port to listen on (default: PORT or 8000, here %(default)s)")
+    v.add_argument("--demo-keys", action="store_true",
+                   help="when RELIEF_RISK_API_KEYS is not set, generate a key per role, print them and write "
+                        "them to .demo_keys (mode 600)")
+    v.add_argument("--workers", type=int, default=1,
+                   help="worker processes, each with its own socket on the port and the models loaded once")
+    v.set_defaults(func=_serve)
 
     add_audit_parsers(sub)  # verify, keygen, checkpoint, purge
 
     rp = sub.add_parser("reproduce", help="re-score an audit record with its own model versions and compare; exit 3 "
-                                          "if the record was purged")
-    rp.add_argument("request_id")
-    rp.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
-    rp.add_argument("--policy", default=None)
+                                          "if the record was purged", formatter_class=Formatter,
+                        description="Re-scores the household of an audit record with the model versions the "
+                                    "record names and compares probability, raw score, base value, contributions "
+                                    "and reasons: exit 0 if identical, 1 naming what differs, 2 if there is no "
+                                    "such record, 3 if it was purged.",
+                        epilog=environment(setting("audit_url"), MLFLOW_TRACKING_URI))
+    rp.add_argument("request_id", help="the audit record's request id (the X-Request-ID of the scoring call)")
+    rp.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
+    rp.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
     rp.set_defaults(func=_reproduce)
 
     db = sub.add_parser("db", help="the audit store's schema: upgrade to this code's (as every start-up does), or show "
-                                   "its revision")
-    db.add_argument("action", choices=["upgrade", "current"])
-    db.add_argument("--audit-url", default=None, help="default: RELIEF_RISK_AUDIT_URL or sqlite:///audit.db")
+                                   "its revision", formatter_class=Formatter,
+                        description="upgrade: runs the store's migrations to this code's head and sets the chain "
+                                    "head, what every start of the service does, so it can run once before the "
+                                    "workers; current: shows the database's revision.",
+                        epilog=environment(setting("audit_url")))
+    db.add_argument("action", choices=["upgrade", "current"],
+                    help="upgrade: migrate to this code's schema; current: show the database's revision")
+    db.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     db.set_defaults(func=_db)
-
-    v = sub.add_parser("serve", help="run the API")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    v.add_argument("--demo-keys", action="store_true", help="generate and print keys when none are configured")
-    v.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models once)")
-    v.set_defaults(func=_serve)
     return p
 
 

@@ -17,8 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # noqa: E402
 
-plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei", "DejaVu Sans"]
-plt.rcParams["axes.unicode_minus"] = False
+from features.cjk_font import use_cjk_font  # noqa: E402
 
 
 def top_k_mask(score: np.ndarray, capacity: float) -> np.ndarray:
@@ -82,6 +81,7 @@ def compare(y: np.ndarray, model_p: np.ndarray, rules: pd.DataFrame, capacity: f
 
 
 def plot_calibration(table: pd.DataFrame, title: str):
+    use_cjk_font()
     fig, ax = plt.subplots(figsize=(5, 5))
     lim = max(0.05, float(table[["mean_probability", "observed_rate"]].max().max()) * 1.1)
     ax.plot([0, lim], [0, lim], ls="--", c="grey", label="完美校准")
@@ -95,6 +95,7 @@ def plot_calibration(table: pd.DataFrame, title: str):
 
 
 def plot_recall_at_capacity(y: np.ndarray, scorers: dict[str, np.ndarray], capacities: np.ndarray, title: str):
+    use_cjk_font()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, s in scorers.items():
         ax.plot(capacities * 100, [at_capacity(y, s, c)["recall"] for c in capacities], label=name)
@@ -106,6 +107,7 @@ def plot_recall_at_capacity(y: np.ndarray, scorers: dict[str, np.ndarray], capac
 
 
 def plot_importance(names: list[str], gains: np.ndarray, title: str, top: int = 20):
+    use_cjk_font()
     order = np.argsort(gains)[::-1][:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.barh([names[i] for i in order], gains[order])

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
+from features.cjk_font import use_cjk_font
 from features.groups import GROUP_COLUMNS
 from models.risk_model import RiskModel
 from training.evaluate import plt
@@ -159,6 +160,7 @@ def model_fairness(model: RiskModel, frame: pd.DataFrame, *, n_boot: int = 200, 
 
 def plot_tpr(fairness: Fairness, title: str):
     """TPR by group with 95% intervals, one panel per group column; grey where left out of the gap."""
+    use_cjk_font()
     columns = list(dict.fromkeys(fairness.table["column"]))
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 4), sharey=True, squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):

@@ -6,16 +6,19 @@ one read of the data and one set of feature snapshots, relabelled per risk, each
 run and registered model.
 
 The MLflow tracking URI is whatever the environment says (``MLFLOW_TRACKING_URI``); without it,
-MLflow's default (``sqlite:///mlflow.db`` in the working folder).
+MLflow's default (``sqlite:///mlflow.db`` in the working folder). Which run and experiment a risk
+logs into: :func:`training_run`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
@@ -55,7 +59,9 @@ class TrainConfig:
     the champion at once only if none exists; otherwise it is registered as ``challenger`` and the
     promotion gate (``training/promote.py``, bounds ``gate``) decides whether ``champion`` moves to it.
     Any other alias (e.g. ``"candidate"``) registers under that alias without contesting; None logs the
-    run without registering. Either way the run logs its fairness table and model card."""
+    run without registering. Either way the run logs its fairness table and model card. ``experiment``
+    names the run's MLflow experiment outside ``mlflow run``; inside, the run is the one ``mlflow run``
+    opened, in its experiment (:func:`training_run`)."""
 
     data_dir: str
     risk: str = "illness_poverty"
@@ -70,6 +76,52 @@ class TrainConfig:
     progress: bool = True
     gate: Bounds = field(default_factory=Bounds)
     feedback: FeedbackLabels | None = None  # caseworkers' feedback, read by the caller: joins the labels
+
+
+PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # set by `mlflow run` for the entry point's process: the run it opened
+
+
+def _resume_project_run(run_name: str | None = None) -> contextlib.AbstractContextManager[Run]:
+    """The run ``mlflow run`` opened (``MLFLOW_RUN_ID``), resumed in its own experiment. MLflow refuses
+    to resume it after ``set_experiment`` named another ("active experiment ID does not match
+    environment run ID"), so the active experiment becomes the run's, whatever ``--experiment-name``
+    said. The variable is consumed (as MLflow's own ``start_run`` does), so a later run is a new one."""
+    run_id = os.environ.pop(PROJECT_RUN_ENV)
+    mlflow.set_experiment(experiment_id=MlflowClient().get_run(run_id).info.experiment_id)
+    return mlflow.start_run(run_id=run_id, run_name=run_name)
+
+
+@contextlib.contextmanager
+def training_run(experiment: str, run_name: str) -> Iterator[Run]:
+    """The run one risk logs into:
+
+    - under an active run (``train_all`` under ``mlflow run``, or a caller's own run): a child run of
+      it, in its experiment;
+    - in an entry point of ``mlflow run`` (``MLFLOW_RUN_ID`` set): that run, in its experiment;
+    - otherwise: a new run in ``experiment`` (created if missing).
+    """
+    active = mlflow.active_run()
+    if active is not None:
+        cm = mlflow.start_run(run_name=run_name, experiment_id=active.info.experiment_id, nested=True)
+    elif os.environ.get(PROJECT_RUN_ENV):
+        cm = _resume_project_run(run_name)
+    else:
+        mlflow.set_experiment(experiment)
+        cm = mlflow.start_run(run_name=run_name)
+    with cm as run:
+        yield run
+
+
+@contextlib.contextmanager
+def _parent_run(risks: Sequence[str]) -> Iterator[None]:
+    """In an entry point of ``mlflow run``, the run it opened becomes the parent of each risk's run
+    (each risk keeps a run of its own, in that run's experiment); otherwise nothing."""
+    if mlflow.active_run() is None and os.environ.get(PROJECT_RUN_ENV):
+        with _resume_project_run():
+            mlflow.set_tags({"stage": "train", "risks": ",".join(risks)})
+            yield
+    else:
+        yield
 
 
 @dataclass
@@ -189,10 +241,9 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    mlflow.set_experiment(config.experiment)
     dates = {"train": [str(t.date()) for t in split.train], "validation": str(split.validation.date()),
              "test": str(split.test.date())}
-    with mlflow.start_run(run_name=f"{config.risk}-{split.test.date()}") as run:
+    with training_run(config.experiment, f"{config.risk}-{split.test.date()}") as run:
         mlflow.set_tags({"risk": config.risk, "stage": "train"})
         mlflow.log_params({
             "risk": config.risk, "capacity": config.capacity, "seed": config.seed, "label_days": LABEL_DAYS,
@@ -248,19 +299,21 @@ class TrainAllResult:
 
 def train_all(config: TrainConfig, risks: Sequence[str] = RISKS) -> TrainAllResult:
     """:func:`train` for each of ``risks`` (``config`` with its risk replaced), on one read of the data
-    and one set of snapshots. A risk with too few findings is skipped and said so; any other error stops."""
+    and one set of snapshots, each in a run of its own (under ``mlflow run``, children of the run it
+    opened). A risk with too few findings is skipped and said so; any other error stops."""
     unknown = [r for r in risks if r not in RISKS]
     if unknown or not risks or len(set(risks)) != len(risks):
         raise ValueError(f"risks must be distinct, among {', '.join(RISKS)}; got {list(risks)}")
     prepared = prepare(replace(config, risk=risks[0]))
     results: dict[str, TrainResult] = {}
     skipped: dict[str, str] = {}
-    for risk in risks:
-        try:
-            results[risk] = train(replace(config, risk=risk), prepared)
-        except TooFewFindings as exc:
-            log.warning("%s", exc)
-            skipped[risk] = str(exc)
+    with _parent_run(risks):
+        for risk in risks:
+            try:
+                results[risk] = train(replace(config, risk=risk), prepared)
+            except TooFewFindings as exc:
+                log.warning("%s", exc)
+                skipped[risk] = str(exc)
     return TrainAllResult(results=results, skipped=skipped)
 
 
