@@ -141,7 +141,7 @@ def _chunk_bounds(n: int, chunk: int | None) -> list[tuple[int, int]]:
 def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, models: Sequence[LoadedModel],
               policy: PolicyBook, as_of: dt.date | str | None = None, chunk: int | None = 50_000,
               explain: str = "flagged", record_url: str | None = None, progress: bool = True,
-              lists: Any = None) -> BatchSummary:
+              lists: Any = None, source: str | Path | None = None) -> BatchSummary:
     """Scores every household of ``data`` (a folder of raw tables, or tables already read) with
     every model, chunk by chunk, and writes into ``out_dir``:
 
@@ -158,6 +158,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     city at once. ``lists``: a :class:`policy.lists.ListBook` (None: the packaged definitions).
     ``record_url``: also store the run and every household's scores beside the audit trail
     (:func:`store.history.record_run`), so each household's file shows its batch history.
+    ``source``: the raw-table folder ``data`` was read from, when it is tables already read (the
+    summary names it, and the household file reads a household's raw rows there).
     """
     from tqdm.auto import tqdm
 
@@ -262,7 +264,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         peak_rss_mb=0.0, rows=city.rows(), dropped_rows=city.dropped,
         files={"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE),
                "summary": str(out / SUMMARY_FILE)},
-        data=str(Path(data).resolve()) if isinstance(data, str | Path) else None)
+        data=str(Path(source if source is not None else data).resolve())
+        if isinstance(source if source is not None else data, str | Path) else None)
     if record_url:
         summary.run_id = record_batch(record_url, summary)
         t = clock.add("record", t)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +36,12 @@ def _batch_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--explain", choices=EXPLAIN_MODES, default="flagged",
                    help="whose scores to explain exactly (explanations.parquet): flagged (each model's flagged "
                         "households), all, or none")
-    p.add_argument("--record-url", default=None, metavar="URL",
-                   help="SQLAlchemy URL of the audit store to keep the batch's scores in, for each household's "
-                        "file (e.g. sqlite:///audit.db; default: none, the files only)")
+    p.add_argument("--record-url", default=os.environ.get("RELIEF_RISK_AUDIT_URL"), metavar="URL",
+                   help="SQLAlchemy URL of the store to keep the run and each household's scores in, so the "
+                        "service's household file shows them (default: RELIEF_RISK_AUDIT_URL, the service's store, "
+                        "when set; otherwise none)")
+    p.add_argument("--no-record", action="store_true",
+                   help="keep nothing in a store, write the files only (default: off)")
     p.add_argument("--alias", default="champion", help="registered model alias to score with")
     p.add_argument("--risks", default=None,
                    help=f"comma-separated risks among {', '.join(RISKS)} (default: every risk with a model under "
@@ -94,7 +98,8 @@ def _batch_command(a: argparse.Namespace) -> int:
 
     policy, models = _batch_setup(a)
     summary = run_batch(a.data, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain=a.explain,
-                        record_url=a.record_url, progress=not a.no_progress, lists=load_lists(a.policy))
+                        record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
+                        lists=load_lists(a.policy))
     print(json.dumps(summary.as_dict(), ensure_ascii=False) if a.json else "\n".join(batch_lines(summary)))
     return 0
 
@@ -107,7 +112,8 @@ def _worklist_command(a: argparse.Namespace) -> int:
     city = CityTables.read(a.data, policy=policy)  # once, for the batch and the worklist
     advisor = Advisor.load(a.policy, policy=policy)
     summary = run_batch(city, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain="flagged",
-                        record_url=a.record_url, progress=not a.no_progress, lists=advisor.lists)
+                        record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
+                        lists=advisor.lists, source=a.data)
     capacity = float(a.capacity) if float(a.capacity) < 1 else int(float(a.capacity))
     files = write_worklist(summary, city, a.out, capacity, advisor, progress=not a.no_progress)
     if a.json:

@@ -141,7 +141,7 @@ def _serve(a: argparse.Namespace) -> int:
         print("Generated demo API keys (also in .demo_keys, readable by you only):")
         for r, k in keys.items():
             print(f"  {r:9s} {k}")
-        print(f"Try: python3 ../shared/checks/contract_check.py --url http://{a.host}:{a.port} "
+        print(f"Try: python3 checks/contract_check.py --url http://{a.host}:{a.port} "
               f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
     Settings()  # fail here, before starting workers, if the settings are wrong
     return serve(a.host, a.port, a.workers)

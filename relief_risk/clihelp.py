@@ -102,7 +102,7 @@ def service_settings() -> list[tuple[str, str]]:
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
         env = (alias or f"{prefix}{name}").upper()
-        text = field.description or SETTINGS_WITHOUT_DESCRIPTION.get(name, "")
+        text = field.description or ""
         if typing.get_origin(field.annotation) is list:
             text += "; a JSON list, e.g. [\"illness_poverty\"]"
         entries.append((env, _with_default(text, field)))
@@ -116,12 +116,3 @@ def setting(name: str) -> tuple[str, str]:
     prefix = Settings.model_config.get("env_prefix", "")
     wanted = f"{prefix}{name}".upper()
     return next(e for e in service_settings() if e[0] == wanted)
-
-
-# What the fields of Settings without a description of their own are for (serving/settings.py is
-# not the command line's to change; tests/test_cli.py checks that every field has one or the other).
-SETTINGS_WITHOUT_DESCRIPTION = {
-    "model_alias": "registered model alias the service loads and serves for each risk",
-    "max_body_bytes": "largest request body accepted, in bytes, before 413",
-    "max_batch_body_bytes": "largest body of /v1/score/batch accepted, in bytes, before 413",
-}

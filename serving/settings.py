@@ -78,13 +78,15 @@ class Settings(BaseSettings):
     audit_url: str = Field("sqlite:///audit.db", description="SQLAlchemy URL of the audit store")
     risks: list[str] = Field(default=list(RISKS), description="registered model names to serve; by default every "
                              "risk of the contract that has a model under the alias")
-    model_alias: str = "champion"
+    model_alias: str = Field("champion", description="registered model alias the service loads and serves for "
+                             "each risk")
     mlflow_tracking_uri: str | None = Field(None, description="defaults to MLFLOW_TRACKING_URI or MLflow's default")
     policy_path: str | None = Field(None, description="policy parameter file; the packaged one by default")
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = Field(8 * 1024 * 1024, description="largest request body accepted, in bytes, before 413")
     scoring_threads: int = Field(2, ge=1, le=64, description="threads per worker process that validate and "
                                  "score at once (CPU work; more than the cores only contend for the GIL)")
-    max_batch_body_bytes: int = 128 * 1024 * 1024
+    max_batch_body_bytes: int = Field(128 * 1024 * 1024, description="largest body of /v1/score/batch accepted, in "
+                                      "bytes, before 413")
     login_failures: str = Field("5/minute", description="failed sign-ins to the auditor's pages allowed per client "
                                 "address before 429 (per worker process)")
     key_rate: str | None = Field(None, description="requests allowed per API key, e.g. 600/minute, before 429 "
