@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
 from serving.deps import AuditDep
-from serving.schemas import ERRORS, NOT_FOUND
+from serving.schemas import ERRORS, NOT_FOUND, is_request_id
 
 router = APIRouter(tags=["audit"])
 Auditor = Annotated[str, Depends(require("auditor"))]
@@ -32,7 +32,7 @@ def audit_search(role: Auditor, q: Annotated[AuditQuery, Query()], store: AuditD
 @router.get("/v1/audit/{request_id}", responses=NOT_FOUND,
             summary="What was received, the model versions, full contributions and the response as returned")
 def audit(request_id: str, role: Auditor, store: AuditDep) -> dict[str, Any]:
-    if len(request_id) > 64:
+    if not is_request_id(request_id):  # no id of ours: no record, and nothing of it reaches the store
         raise HTTPException(404, "no audit record with this request_id")
     rec = store.get(request_id)
     if rec is None:
