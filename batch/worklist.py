@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from batch.excel import write_workbook
 from batch.run import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE, BatchSummary
 from features.build import build_features
+from features.cells import neutralise_frame, unique_file_name
 from features.city import CityTables
 from features.labels import TOWNS
 from features.risks import risk_label
@@ -112,7 +113,9 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     the rule that proposed each), from the households' own rows (a town's listed households advised
     at once, :meth:`domain.advice.Advisor.advise_matrix`). Writes ``worklist_<town>.csv`` (UTF-8 with
     BOM, so Excel reads the Chinese) per town and ``worklist.xlsx`` (a sheet per town and a 汇总
-    summary sheet) into ``out_dir``.
+    summary sheet) into ``out_dir``. The town code in a file name and every text cell come from the
+    data, so both are made safe first (:mod:`features.cells`): a name is one file in ``out_dir``
+    (``files.csv`` says which, per town), a cell that Excel would run as a formula is text.
 
     ``batch``: a :class:`BatchSummary` or the folder :func:`run_batch` wrote; ``tables``: the same
     data the batch scored (a :class:`CityTables` avoids reading it again).
@@ -141,6 +144,7 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     sheets: dict[str, pd.DataFrame] = {}
     overview = []
     files: dict[str, Path] = {}
+    names: set[str] = set()
     for town in tqdm(towns, desc="worklist", unit="镇", disable=not progress):
         in_town = scores.loc[scores["town"] == town]
         capacity = town_capacity(capacity_per_town, len(in_town))
@@ -166,8 +170,8 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
             for rank, (row, a) in enumerate(zip(chosen.itertuples(index=False), by_rank, strict=True), start=1):
                 rows.append(_worklist_row(rank, row, TOWNS.get(town, town), risks, reasons, a))
         frame = pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS))
-        files[town] = out / f"worklist_{town}.csv"
-        frame.to_csv(files[town], index=False, encoding="utf-8-sig")
+        files[town] = out / f"worklist_{unique_file_name(town, names)}.csv"
+        neutralise_frame(frame).to_csv(files[town], index=False, encoding="utf-8-sig")
         sheets[town] = frame
         overview.append({"镇（街道）": f"{TOWNS.get(town, town)} {town}", "户数": len(in_town),
                          "模型标记户数（任一风险）": len(ranked),

@@ -75,8 +75,10 @@ IsoDate = Annotated[dt.date, BeforeValidator(_date)]
 MONTH_PATTERN = r"^(19[0-9][0-9]|20[0-9][0-9]|2100)-(0[1-9]|1[0-2])$"
 MONTH_MESSAGE = "must be a month YYYY-MM between 1900-01 and 2100-12"
 IsoMonth = Annotated[str, StringConstraints(strict=True, pattern=MONTH_PATTERN)]
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
-                                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+# ids (household, person, claim): also what the API's paths and queries take, checked before the store
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+ID_MAX_LENGTH = 64
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 Money = Annotated[float, Field(strict=True, ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
 

@@ -24,7 +24,7 @@ from features.io import load_policy_book
 from policy import load_eligibility
 from serving import docs, errors, middleware
 from serving.bodies import add_schemas
-from serving.deps import Workers
+from serving.deps import StoreGate, Workers
 from serving.limits import BodySizeLimit
 from serving.routers import ROUTERS
 from serving.schemas import BatchRequest, FeedbackRequest
@@ -77,10 +77,10 @@ def create_app(settings: Settings) -> FastAPI:
                                               every_records=settings.checkpoint_every_records,
                                               every_seconds=settings.checkpoint_every_seconds)
         state.scorer, state.missing, state.load_error = None, [], None
-        try:
-            state.audit.create()
-        except Exception as exc:  # the service still starts and says it is not ready
-            log.error("audit store unavailable at start: %s", type(exc).__name__)
+        # the service starts even when the database does not answer: it says it is not ready, and
+        # /readyz and the routes that need the store try again until it does (serving.deps.StoreGate)
+        state.store_gate = StoreGate(state.audit)
+        state.store_gate.create()
         try:
             models, state.missing = load_served(settings.risks, settings.model_alias,
                                                 required=settings.risks_explicit)

@@ -4,10 +4,17 @@ take a household bundle.
 
 The dependencies are ``async def``: they only look things up, and FastAPI would run a plain ``def``
 dependency in its thread pool, one thread hop per dependency per request.
+
+The audit store is there once its schema is (:class:`StoreGate`): a service that started while the
+database was down tries again, from ``/readyz`` and from each route that needs the store, until the
+database answers; until then those routes answer 503.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -20,13 +27,62 @@ from domain.bundle import parse_bundle
 from domain.scoring import Scorer
 from features.policy import PolicyBook
 from serving.bodies import json_body
-from serving.errors import BadRequest, NotReady
+from serving.errors import BadRequest, NotReady, StoreUnavailable
 from store.access import AccessLog, Caller
 from store.audit import AuditStore
 from store.feedback import FeedbackStore
 from store.writer import GroupCommitter
 
 T = TypeVar("T")
+log = logging.getLogger("relief_risk.serving")
+
+RETRY_SECONDS = 2.0  # how often a store that is not ready is tried again, at most
+
+
+class StoreGate:
+    """Whether :meth:`AuditStore.create` (schema, migrations, chain head) has succeeded, and trying
+    it again, at most once every ``retry_seconds`` and by one thread at a time, until it does.
+    ``create`` is idempotent, so a try that races a worker process's is harmless."""
+
+    def __init__(self, store: AuditStore, retry_seconds: float = RETRY_SECONDS) -> None:
+        self.store, self.retry_seconds = store, retry_seconds
+        self.ready = False
+        self.error = "not created yet"
+        self._lock = threading.Lock()
+        self._next_try = 0.0
+
+    def due(self) -> bool:
+        return not self.ready and time.monotonic() >= self._next_try
+
+    def create(self) -> bool:
+        """Tries ``create`` if it is due (blocking: call it off the event loop); whether the store is
+        ready. A caller that finds another thread trying does not wait for it."""
+        if self.ready:
+            return True
+        if not self.due() or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if not self.ready:
+                self.store.create()
+                self.ready = True
+                log.info("audit store ready")
+        except Exception as exc:  # the reason's type, never its text (it may hold the URL's password)
+            self.error = type(exc).__name__
+            log.error("audit store not ready: %s", self.error)
+        finally:
+            self._next_try = time.monotonic() + self.retry_seconds
+            self._lock.release()
+        return self.ready
+
+    async def ensure(self) -> None:
+        """Returns once the store is ready (at once, the usual case); raises :class:`StoreUnavailable`
+        (503) while it is not, after trying again in a worker thread when a try is due."""
+        if self.ready:
+            return
+        if self.due():
+            await anyio.to_thread.run_sync(self.create)
+        if not self.ready:
+            raise StoreUnavailable(f"audit store not ready ({self.error})")
 
 
 class Workers:
@@ -51,18 +107,22 @@ async def scorer(request: Request) -> Scorer:
 
 
 async def audit(request: Request) -> AuditStore:
+    await request.app.state.store_gate.ensure()
     return request.app.state.audit
 
 
 async def committer(request: Request) -> GroupCommitter:
+    await request.app.state.store_gate.ensure()
     return request.app.state.committer
 
 
 async def feedback(request: Request) -> FeedbackStore:
+    await request.app.state.store_gate.ensure()
     return request.app.state.feedback
 
 
 async def access(request: Request) -> AccessLog:
+    await request.app.state.store_gate.ensure()
     return request.app.state.access
 
 

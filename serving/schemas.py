@@ -4,11 +4,26 @@ model is :mod:`domain.bundle`, shared with ``reproduce``), kept apart from the r
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.bundle import MAX_BATCH, Bundle, Id, IsoDate, StrictModel  # noqa: F401 - Bundle: the body of several routes
+
+# ---- identifiers the routes take in paths, queries and bodies ------------------------------------
+# Checked before anything reaches the store: no NUL (PostgreSQL refuses it), no control character,
+# no value longer than the column. A household id is the bundle's (domain.bundle.ID_PATTERN).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"      # the service's own request ids (hex uuids)
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9_.\-]{1,32}$"
+RequestId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=REQUEST_ID_PATTERN)]
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+
+def is_request_id(text: str) -> bool:
+    """Whether ``text`` can be a request id at all (a path's id that cannot is no record: 404)."""
+    return _REQUEST_ID.fullmatch(text) is not None
 
 
 class BatchRequest(BaseModel):
@@ -170,8 +185,7 @@ class FeedbackRequest(StrictModel):
     """What a home visit found (as in the contract's verifications), tied to the score request that
     prompted the visit."""
 
-    request_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64,
-                                                 pattern=r"^[A-Za-z0-9_\-]+$")]
+    request_id: RequestId
     household_id: Id
     visited_on: IsoDate
     findings: Annotated[list[Finding], Field(min_length=1, max_length=6), AfterValidator(_findings)]

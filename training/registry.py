@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from features.cells import neutralise_frame
 from models import run_artifacts as artifacts
 from models.pyfunc import ARTIFACT_KEY
 from models.risk_model import RiskModel
@@ -34,11 +35,13 @@ def log_evidence(report: Report, *, schema_json: str, policy_text: str, snapshot
     mlflow.log_text(schema_json, "feature_schema.json")
     mlflow.log_text(policy_text, "policy_parameters.toml")
     mlflow.log_dict(snapshot, "data_snapshot.json")
-    mlflow.log_text(report.comparison.to_csv(), artifacts.MODEL_VS_RULES)
+    # the tables are CSV an auditor may open in Excel: text that would compute is written as text
+    mlflow.log_text(neutralise_frame(report.comparison, index=True).to_csv(), artifacts.MODEL_VS_RULES)
     if report.truth_comparison is not None:
-        mlflow.log_text(report.truth_comparison.to_csv(), artifacts.MODEL_VS_RULES_TRUTH)
+        mlflow.log_text(neutralise_frame(report.truth_comparison, index=True).to_csv(),
+                        artifacts.MODEL_VS_RULES_TRUTH)
     mlflow.log_dict(RULE_LABELS, artifacts.RULES)
-    mlflow.log_text(report.calibration.to_csv(index=False), artifacts.CALIBRATION)
+    mlflow.log_text(neutralise_frame(report.calibration).to_csv(index=False), artifacts.CALIBRATION)
     mlflow.log_dict(report.importance, artifacts.GLOBAL_IMPORTANCE)
     for path, fig in report.figures.items():
         mlflow.log_figure(fig, path)

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
+from serving.audit_view import MAX_SEQ, SearchTime
 from serving.auth import require
 from serving.deps import AccessDep
 from serving.schemas import ERRORS, AccessPage, Action
 from store.access import Caller
 
 router = APIRouter(tags=["access"])
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 
 
 class AccessQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key_id: str | None = Field(None, max_length=32, pattern=r"^k-[0-9a-f]{12}$", description="the caller's key id")
     role: Literal["platform", "auditor", "admin"] | None = None
-    target: str | None = Field(None, max_length=64, pattern=_ID, description="a household id or a request id")
+    target: str | None = Field(None, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
+                               description="a household id or a request id")
     action: Action | None = None
-    since: dt.datetime | None = Field(None, description="at or after (ISO 8601; no offset: UTC)")
-    until: dt.datetime | None = Field(None, description="before (ISO 8601; no offset: UTC)")
-    before_seq: int | None = Field(None, ge=1, le=2**63 - 1, description="paging: next_before_seq of the last page")
+    since: SearchTime | None = Field(None, description="at or after (ISO 8601; no offset: UTC)")
+    until: SearchTime | None = Field(None, description="before (ISO 8601; no offset: UTC)")
+    before_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="paging: next_before_seq of the last page")
     limit: int = Field(50, ge=1, le=1000)
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from serving.audit_view import AuditPage, AuditQuery, audit_detail, audit_summary, summaries_csv
 from serving.auth import require
 from serving.deps import AccessDep, AuditDep
-from serving.schemas import ERRORS, NOT_FOUND
+from serving.schemas import ERRORS, NOT_FOUND, is_request_id
 from store.access import Caller
 
 router = APIRouter(tags=["audit"])
@@ -38,7 +38,9 @@ def audit_search(caller: Auditor, q: Annotated[AuditQuery, Query()], store: Audi
             summary="What was received, who asked, the model versions, full contributions and the response as "
                     "returned")
 def audit(request_id: str, caller: Auditor, store: AuditDep, access: AccessDep) -> dict[str, Any]:
-    rec = store.get(request_id) if len(request_id) <= 64 else None
+    if not is_request_id(request_id):  # no id of ours: no record, and nothing of it reaches the store
+        raise HTTPException(404, "no audit record with this request_id")
+    rec = store.get(request_id)
     if rec is None or not caller.may_see(rec.town):
         raise HTTPException(404, "no audit record with this request_id")
     access.record("audit_record", caller, households=[rec.household_id], requests=[rec.request_id])

@@ -17,10 +17,14 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Models loaded and audit store reachable", responses={503: {"model": ErrorResponse}})
 def readyz(request: Request) -> JSONResponse:
+    # a plain def (a worker thread): a store that is not ready yet is tried again from here
     problems = []
-    if request.app.state.scorer is None:
-        problems.append(f"models not loaded: {request.app.state.load_error or 'starting'}")
-    if not request.app.state.audit.ping():
+    state = request.app.state
+    if state.scorer is None:
+        problems.append(f"models not loaded: {state.load_error or 'starting'}")
+    if not state.store_gate.create():
+        problems.append(f"audit store not ready ({state.store_gate.error})")
+    elif not state.audit.ping():
         problems.append("audit store unreachable")
     if problems:
         return JSONResponse(status_code=503, content={"status": "not ready", "detail": "; ".join(problems)})

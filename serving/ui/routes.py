@@ -17,9 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from domain.loader import LoadedModel
 from serving.audit_view import audit_summary, summaries_csv
+from serving.schemas import is_request_id
 from serving.ui import card, evidence, labels
 from serving.ui.case import case_context, feature_label, history_rows
 from serving.ui.charts import bar_chart, calibration_chart
@@ -62,7 +64,8 @@ def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 
 class UIRoute(APIRoute):
-    """Turns the pages' own exceptions into a redirect to the login page or an HTML error page."""
+    """Turns the pages' own exceptions into a redirect to the login page or an HTML error page, and
+    a store that fails into a 503 page."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -78,6 +81,13 @@ class UIRoute(APIRoute):
                 if exc.status == 401:
                     resp.headers["WWW-Authenticate"] = "Bearer"
                 return resp
+            except SQLAlchemyError as exc:  # the store down: a page that says so (503), never a 500
+                log.error("store unavailable for a page: %s", type(exc).__name__)
+                gate = request.app.state.store_gate
+                if gate.due():  # a store that was never ready: try to make it so for the next page
+                    await run_in_threadpool(gate.create)
+                return await run_in_threadpool(_error_page, request, 503,
+                                               "审计存储暂时无法访问，请稍后再试 the audit store is unavailable")
 
         return route
 
@@ -175,7 +185,7 @@ def logout(request: Request) -> Response:
 @router.get("/cases/{request_id}")
 def case_page(request: Request, request_id: str, caller: Auditor) -> HTMLResponse:
     store, access = request.app.state.audit, request.app.state.access
-    rec = store.get(request_id) if len(request_id) <= 64 else None
+    rec = store.get(request_id) if is_request_id(request_id) else None
     if rec is None or not caller.may_see(rec.town):
         raise PageError(404, "没有这个请求编号的审计记录 no audit record with this request_id")
     history = store.query(household_id=rec.household_id, limit=HISTORY_LIMIT, towns=caller.towns)

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
+from serving.audit_view import MAX_SEQ
+from serving.schemas import MODEL_NAME_PATTERN, MODEL_VERSION_PATTERN
 from serving.ui.case import BEIJING
 
 PAGE_SIZES = (20, 50, 100, 200)
 CSV_LIMIT = 1000  # the API's largest page
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-_MODEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# the API's own patterns (GET /v1/audit): what one form accepts, the other does
+_ID = re.compile(ID_PATTERN)
+_VERSION = re.compile(MODEL_VERSION_PATTERN)
+_MODEL = re.compile(MODEL_NAME_PATTERN)
 
 
 @dataclass
@@ -83,12 +87,19 @@ def _date(value: str, what: str, errors: list[str]) -> str:
     return d.isoformat()
 
 
+def _whole_number(value: str) -> int | None:
+    """``value`` as a whole number written in ASCII digits, or None. ``str.isdigit`` is also true of
+    ``²`` (which ``int`` refuses) and of ``١٢`` or ``１２`` (which ``int`` reads as 12): neither is a
+    number this form was sent."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else None
+
+
 def parse_form(params: dict[str, str], max_limit: int = max(PAGE_SIZES)) -> SearchForm:
     """Checks every field; a bad one is dropped and named in ``errors`` (the page shows them)."""
     errors: list[str] = []
     f = SearchForm(errors=errors)
     hid = params.get("household_id", "").strip()
-    if hid and not _ID.match(hid):
+    if hid and not (len(hid) <= ID_MAX_LENGTH and _ID.fullmatch(hid)):
         errors.append("户编号只能包含字母、数字和 _ . : -，最长 64 个字符")
     else:
         f.household_id = hid
@@ -97,22 +108,31 @@ def parse_form(params: dict[str, str], max_limit: int = max(PAGE_SIZES)) -> Sear
     if f.date_from and f.date_to and f.date_to < f.date_from:
         errors.append("截止日期早于起始日期")
     name, version = params.get("model_name", "").strip(), params.get("model_version", "").strip()
-    if name and not _MODEL.match(name):
+    if name and not _MODEL.fullmatch(name):
         errors.append("模型名称格式不对")
     else:
         f.model_name = name
-    if version and not _VERSION.match(version):
+    if version and not _VERSION.fullmatch(version):
         errors.append("模型版本格式不对")
     else:
         f.model_version = version
     flagged = params.get("flagged", "")
-    f.flagged = flagged if flagged in ("true", "false") else ""
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        limit = 50
-    f.limit = min(max(1, limit), max_limit)
-    seq = params.get("before_seq", "")
-    if seq.isdigit() and 0 < int(seq) < 2**62:
-        f.before_seq = int(seq)
+    if flagged in ("", "true", "false"):
+        f.flagged = flagged
+    else:
+        errors.append("是否建议走访（flagged）只能是 true 或 false")
+    limit = params.get("limit", "").strip()
+    if limit:
+        n = _whole_number(limit)
+        if n is None or not 1 <= n <= max_limit:
+            errors.append(f"每页条数（limit）应为 1 至 {max_limit} 的整数（半角数字）")
+        else:
+            f.limit = n
+    seq = params.get("before_seq", "").strip()
+    if seq:
+        n = _whole_number(seq)
+        if n is None or not 1 <= n <= MAX_SEQ:
+            errors.append(f"翻页位置（before_seq）应为 1 至 {MAX_SEQ} 的整数（半角数字）")
+        else:
+            f.before_seq = n
     return f
