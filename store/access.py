@@ -21,7 +21,17 @@ from typing import Any
 
 from sqlalchemy import and_, insert, select
 
-from store.audit import ACCESS_CHAIN, GENESIS, AuditStore, ChainProblem, _db_time, _utc_text, hash_parts, utc
+from store.audit import (
+    ACCESS_CHAIN,
+    AuditStore,
+    Chain,
+    ChainProblem,
+    _db_time,
+    _utc_text,
+    hash_parts,
+    utc,
+    walk_chain,
+)
 from store.schema import access_log, access_targets
 
 ACTIONS = ("household_file", "audit_record", "audit_search", "audit_export", "case_page", "policy_check",
@@ -154,21 +164,5 @@ class AccessLog:
 
     def verify(self) -> tuple[int, ChainProblem | None]:
         """Walks the access log's chain; (events checked, the first problem or None)."""
-        expected, prev, n = 1, GENESIS, 0
-        for row in self.store.rows(access_log):
-            n += 1
-            if row["seq"] != expected:
-                return n, ChainProblem(expected, None, f"access event {expected} is missing (next is {row['seq']}): "
-                                                       "deleted")
-            if row["prev_hash"] != prev:
-                return n, ChainProblem(row["seq"], None, "access event does not follow the one before it: reordered "
-                                                         "or replaced")
-            if event_hash(prev, dict(row)) != row["record_hash"]:
-                return n, ChainProblem(row["seq"], None, "access event's content does not match its hash: edited")
-            prev, expected = row["record_hash"], expected + 1
-        seq, head = self.store.head(ACCESS_CHAIN)
-        if seq != expected - 1 or head != prev:
-            return n, ChainProblem(expected, None, f"the access log's head says {seq} events ending in "
-                                                   f"{head[:12]}…, the table ends at {expected - 1}: the last events "
-                                                   "were deleted or the head was altered")
-        return n, None
+        return walk_chain(self.store.rows(access_log), event_hash, self.store.head(ACCESS_CHAIN),
+                          Chain("access event", "access events"))

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,6 +205,44 @@ def _to_record(row: Any) -> AuditRecord:
         caller=json.loads(row["caller"]) if row["caller"] else None, town=row["town"],
         purged_at=None if purged is None else utc(purged), stored_flagged=bool(row["flagged"]),
     )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How a chain's problems name its rows: ``record``/``records`` and the column that identifies one."""
+
+    one: str
+    many: str
+    key: str | None = None
+
+
+def walk_chain(rows: Iterable[Any], link: Callable[[str, dict[str, Any]], str], head: tuple[int, str], chain: Chain,
+               check: Callable[[dict[str, Any]], str | None] | None = None) -> tuple[int, ChainProblem | None]:
+    """Walks ``rows`` in seq order: each must come next, follow the one before (``prev_hash``), hash to
+    its ``record_hash`` (``link(prev, row)``) and pass ``check``; the chain ``head`` must name the last.
+    Returns (rows read, the first problem or None): the audit trail's and the access log's one walk."""
+    expected, prev, n = 1, GENESIS, 0
+    for mapping in rows:
+        row = dict(mapping)
+        n += 1
+        key = row.get(chain.key) if chain.key else None
+        if row["seq"] != expected:
+            return n, ChainProblem(expected, None, f"{chain.one} {expected} is missing (next is {row['seq']}): "
+                                                   "deleted")
+        if row["prev_hash"] != prev:
+            return n, ChainProblem(row["seq"], key, f"does not follow the {chain.one} before it: reordered or a "
+                                                    f"{chain.one} before it was replaced")
+        if link(prev, row) != row["record_hash"]:
+            return n, ChainProblem(row["seq"], key, "its content does not match its hash: edited")
+        if check is not None and (problem := check(row)) is not None:
+            return n, ChainProblem(row["seq"], key, problem)
+        prev, expected = row["record_hash"], expected + 1
+    seq, last = head
+    if seq != expected - 1 or last != prev:
+        return n, ChainProblem(expected, None, f"the chain head says {seq} {chain.many} ending in {last[:12]}…, "
+                                               f"the table ends at {expected - 1}: the last {chain.many} were "
+                                               "deleted or the head was altered")
+    return n, None
 
 
 def like_escape(value: str) -> str:
@@ -424,30 +462,15 @@ class AuditStore:
 
     def verify(self) -> tuple[int, ChainProblem | None]:
         """Walks the whole chain; returns (records checked, the first problem or None)."""
-        expected_seq, prev = 1, GENESIS
-        n = 0
-        for row in self.rows():
-            n += 1
-            rid = row["request_id"]
-            if row["seq"] != expected_seq:
-                return n, ChainProblem(expected_seq, None, f"record {expected_seq} is missing (next is {row['seq']}): "
-                                                            "deleted")
-            if row["prev_hash"] != prev:
-                return n, ChainProblem(row["seq"], rid, "does not follow the record before it: reordered or a "
-                                                        "record before it was replaced")
-            if record_hash(prev, dict(row)) != row["record_hash"]:
-                return n, ChainProblem(row["seq"], rid, "its content does not match its hash: edited")
-            if row["payload_hash"] is not None and row["purged_at"] is None and \
-                    payload_hash(row["request"], row["scores"], row["response"]) != row["payload_hash"]:
-                return n, ChainProblem(row["seq"], rid, "its request, scores or response do not match their "
-                                                        "hash: edited")
-            prev, expected_seq = row["record_hash"], expected_seq + 1
-        seq, head = self.head()
-        if seq != expected_seq - 1 or head != prev:
-            return n, ChainProblem(expected_seq, None, f"the chain head says {seq} records ending in {head[:12]}…, "
-                                                       f"the table ends at {expected_seq - 1}: the last records were "
-                                                       "deleted or the head was altered")
-        return n, None
+
+        def payload_holds(row: dict[str, Any]) -> str | None:
+            if row["payload_hash"] is None or row["purged_at"] is not None or \
+                    payload_hash(row["request"], row["scores"], row["response"]) == row["payload_hash"]:
+                return None
+            return "its request, scores or response do not match their hash: edited"
+
+        return walk_chain(self.rows(), record_hash, self.head(), Chain("record", "records", "request_id"),
+                          payload_holds)
 
     def purge(self, before: dt.datetime, household_id: str | None = None, *, dry_run: bool = False) -> Purged:
         """Empties the personal payload (request, scores, response) of the records created before
