@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and reasons: exit 0 if identical, 1 naming what differs, 2 if there is no "
                                     "such record, 3 if it was purged.",
                         epilog=environment(setting("audit_url"), MLFLOW_TRACKING_URI))
-    rp.add_argument("request_id", help="the audit record's request id (the X-Request-ID of the scoring call)")
+    rp.add_argument("request_id", help="the audit record's request id (the request_id of the score answer)")
     rp.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     rp.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
     rp.set_defaults(func=_reproduce)
