@@ -29,7 +29,7 @@ from tests.conftest import ROOT, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.fresh_clone]
 
-HOUSEHOLDS = 3000
+HOUSEHOLDS = 8000  # the smallest city where every risk has enough findings to train (3,000 leaves one out)
 
 
 def clean_env(port: int) -> dict[str, str]:
