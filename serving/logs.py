@@ -24,6 +24,8 @@ import logging.config
 from contextvars import ContextVar
 from typing import Any, Literal
 
+import orjson
+
 LogFormat = Literal["json", "text"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("relief_risk_request_id", default=None)
@@ -62,7 +64,10 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        try:  # orjson: a twentieth of json's time, on every request's line
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses (an integer past 64 bits), json writes
+            return json.dumps(line, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):

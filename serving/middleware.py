@@ -6,8 +6,8 @@ limits.py."""
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,7 +48,7 @@ class AccessLog:
         t0 = time.perf_counter()
         status = 500
         no_store = holds_personal_data(scope["path"])
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # 32 hex digits, as the audit records' ids (a uuid4: 4x the time)
         token = REQUEST_ID.set(request_id)
 
         async def send_status(message: Message) -> None:

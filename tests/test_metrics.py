@@ -281,6 +281,8 @@ def test_json_and_text_lines_hold_time_level_logger_message_and_the_request_id()
     outside = logging.LogRecord("relief_risk.serve", logging.INFO, __file__, 1, "up", None, None)
     RequestIdFilter().filter(outside)
     assert "request_id" not in json.loads(JsonFormatter().format(outside))
+    outside.count, outside.where = 2**70, Path("/x")  # extra fields orjson refuses or cannot write: still one line
+    assert json.loads(JsonFormatter().format(outside))["count"] == 2**70
     assert logging_config("text")["formatters"]["line"]["()"] is TextFormatter
     with pytest.raises(ValueError, match="json or text"):
         logging_config("yaml")  # type: ignore[arg-type]
