@@ -784,7 +784,9 @@ def server_log_facts(text: str) -> dict[str, int]:
     return {"tracebacks": text.count("Traceback (most recent call last)"),
             "audit_unavailable_at_start": text.count("audit store unavailable at start"),
             "audit_write_failed": text.count("audit write failed"),
-            "error_lines": sum(" ERROR " in ln or ln.startswith("ERROR") for ln in text.splitlines())}
+            # the server's lines are JSON by default (RELIEF_RISK_LOG_FORMAT), text when asked
+            "error_lines": sum('"level":"ERROR"' in ln or " ERROR " in ln or ln.startswith("ERROR")
+                               for ln in text.splitlines())}
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -64,20 +64,28 @@ class Scorer:
     policy: PolicyBook
     advisor: Advisor | None = None  # lists, eligibility and warm list beside the scores
 
-    def score(self, bundle: Mapping[str, Any], kind: str = "score", caller: str | None = None) -> Scored | Unscorable:
+    def score(self, bundle: Mapping[str, Any], kind: str = "score", caller: str | None = None,
+              request_id: str | None = None) -> Scored | Unscorable:
         """One validated bundle (as plain JSON values: ``domain.bundle`` checked it). ``caller``: who
-        asked, as the audit record keeps it (JSON ``{"role", "key_id"}``)."""
-        return self.score_many([bundle], kind, caller)[0]
+        asked, as the audit record keeps it (JSON ``{"role", "key_id"}``); ``request_id``: the
+        record's id (32 hex digits; the API's HTTP request id), a fresh one by default."""
+        return self.score_many([bundle], kind, caller, None if request_id is None else [request_id])[0]
 
-    def score_many(self, bundles: Sequence[Mapping[str, Any]], kind: str = "batch",
-                   caller: str | None = None) -> list[Scored | Unscorable]:
-        """Validated bundles, in their order. Bundles of the same ``as_of`` share one feature matrix."""
+    def score_many(self, bundles: Sequence[Mapping[str, Any]], kind: str = "batch", caller: str | None = None,
+                   request_ids: Sequence[str] | None = None) -> list[Scored | Unscorable]:
+        """Validated bundles, in their order. Bundles of the same ``as_of`` share one feature matrix.
+        ``request_ids``: each bundle's record id, fresh ones by default."""
+        if request_ids is None:
+            request_ids = [uuid.uuid4().hex for _ in bundles]
+        elif len(request_ids) != len(bundles):
+            raise ValueError(f"{len(request_ids)} request ids for {len(bundles)} bundles")
         by_day: dict[str, list[int]] = defaultdict(list)
         for i, b in enumerate(bundles):
             by_day[str(b["as_of"])].append(i)
         out: list[Scored | Unscorable | None] = [None] * len(bundles)
         for day, positions in by_day.items():
-            for i, result in zip(positions, self._score_day([bundles[i] for i in positions], day, kind, caller),
+            for i, result in zip(positions, self._score_day([bundles[i] for i in positions], day, kind, caller,
+                                                            [request_ids[i] for i in positions]),
                                  strict=True):
                 out[i] = result
         return out  # type: ignore[return-value]
@@ -98,7 +106,7 @@ class Scorer:
         return tables, x, [x[:, lm.model.positions(FEATURE_IDS)] for lm in self.models]
 
     def _score_day(self, bundles: list[Mapping[str, Any]], as_of: str, kind: str,
-                   caller: str | None) -> list[Scored | Unscorable]:
+                   caller: str | None, request_ids: list[str]) -> list[Scored | Unscorable]:
         tables, x, per_model = self._features(bundles, as_of)
         refused: dict[int, str] = {}
         for lm, xm in zip(self.models, per_model, strict=True):
@@ -122,7 +130,7 @@ class Scorer:
         values = x.tolist()
         for k, i in enumerate(good.tolist()):
             out[i] = self._assemble(bundles[i], as_of, kind, created, publics[k], scores, k, values[k], advice[k],
-                                    caller)
+                                    caller, request_ids[i])
         return out  # type: ignore[return-value]
 
     def _public(self, lm: LoadedModel, s: MatrixScores, xm: np.ndarray, k: int) -> dict[str, Any]:
@@ -132,8 +140,7 @@ class Scorer:
 
     def _assemble(self, bundle: Mapping[str, Any], as_of: str, kind: str, created: dt.datetime,
                   public: list[dict[str, Any]], scores: list[MatrixScores], k: int, values: list[float],
-                  advice: Advice | None, caller: str | None) -> Scored:
-        request_id = uuid.uuid4().hex
+                  advice: Advice | None, caller: str | None, request_id: str) -> Scored:
         household_id = bundle["household"]["household_id"]
         features = _feature_values(values)
         full = [{**entry, "raw_score": float(s.raw_score[k]),

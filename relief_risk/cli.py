@@ -143,8 +143,9 @@ def _serve(a: argparse.Namespace) -> int:
             print(f"  {r:9s} {k}")
         print(f"Try: python3 checks/contract_check.py --url http://{a.host}:{a.port} "
               f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
-    Settings()  # fail here, before starting workers, if the settings are wrong
-    return serve(a.host, a.port, a.workers)
+    settings = Settings()  # fail here, before starting workers, if the settings are wrong
+    return serve(a.host, a.port, a.workers, log_level="debug" if a.verbose else "info",
+                 log_format=settings.log_format)
 
 
 def _audit_store(a: argparse.Namespace):
@@ -328,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and reasons: exit 0 if identical, 1 naming what differs, 2 if there is no "
                                     "such record, 3 if it was purged.",
                         epilog=environment(setting("audit_url"), MLFLOW_TRACKING_URI))
-    rp.add_argument("request_id", help="the audit record's request id (the request_id of the score answer)")
+    rp.add_argument("request_id", help="the audit record's request id (the request_id of the score's answer; for "
+                                       "POST /v1/score also its X-Request-ID)")
     rp.add_argument("--audit-url", default=None, metavar="URL", help=AUDIT_URL_HELP)
     rp.add_argument("--policy", default=None, metavar="FILE", help="policy parameter file (default: the packaged one)")
     rp.set_defaults(func=_reproduce)

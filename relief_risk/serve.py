@@ -6,6 +6,12 @@ worker wakes first accepts every connection waiting (asyncio accepts up to the b
 platform opening its 8 keep-alive connections together got all 8 served by one worker while the
 other idled, and two workers were slower than one. Each worker loads the models once
 (:func:`serving.app.create_app_from_env`); a worker that dies is started again.
+
+Metrics: the workers keep their values in files of a private folder the supervisor makes for this
+run (``PROMETHEUS_MULTIPROC_DIR``, set before any worker starts and removed when the service
+stops), so ``/metrics`` from any worker reports them all; a worker that exits is marked dead there
+(its live gauges dropped, its counts kept). Logs: every process writes its lines to standard error
+as JSON (or text: ``RELIEF_RISK_LOG_FORMAT``), uvicorn's own among them (:mod:`serving.logs`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 
@@ -33,24 +42,36 @@ def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:  # pragma: no cover - runs in a child process
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is first imported
+
+
+def _worker(host: str, port: int, log_level: str, log_format: str) -> None:  # pragma: no cover - a child process
     import uvicorn
 
+    from serving.logs import configure
+
+    configure(log_format, log_level)  # type: ignore[arg-type]
     sock = _listening_socket(host, port, reuse_port=True)
+    # log_config=None: uvicorn's loggers hand their lines to the handler configured above
     config = uvicorn.Config("serving.app:create_app_from_env", factory=True, host=host, port=port,
-                            log_level=log_level, access_log=False)
+                            log_level=log_level, access_log=False, log_config=None)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve(host: str, port: int, workers: int = 1, log_level: str = "info") -> int:
+def serve(host: str, port: int, workers: int = 1, log_level: str = "info", log_format: str = "json") -> int:
     """Serves until SIGINT or SIGTERM. Settings come from the environment (``RELIEF_RISK_*``); the
     caller checks them before, so a bad setting fails once, here, not in every worker."""
-    import uvicorn
+    from serving.logs import configure
 
-    from serving.app import create_app_from_env
-
+    configure(log_format, log_level)  # type: ignore[arg-type]
     if workers <= 1:
-        uvicorn.run(create_app_from_env(), host=host, port=port, log_level=log_level, access_log=False)
+        import uvicorn
+
+        os.environ.pop(MULTIPROC_ENV, None)  # one process: its metrics in memory, none left by another run
+        from serving.app import create_app_from_env
+
+        uvicorn.run(create_app_from_env(), host=host, port=port, log_level=log_level, access_log=False,
+                    log_config=None)
         return 0
     if not hasattr(socket, "SO_REUSEPORT"):
         raise SystemExit("--workers > 1 needs SO_REUSEPORT (Linux, macOS, BSD)")
@@ -60,6 +81,18 @@ def serve(host: str, port: int, workers: int = 1, log_level: str = "info") -> in
         _listening_socket(host, port, reuse_port=False).close()
     except OSError as exc:
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    metrics_dir = tempfile.mkdtemp(prefix="relief-risk-metrics-")  # fresh, empty, mode 700
+    os.environ[MULTIPROC_ENV] = metrics_dir  # before any worker starts: each inherits it
+    try:
+        return _supervise(host, port, workers, log_level, log_format, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)
+
+
+def _supervise(host: str, port: int, workers: int, log_level: str, log_format: str, metrics_dir: str) -> int:
+    from prometheus_client.multiprocess import mark_process_dead
+
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -70,7 +103,7 @@ def serve(host: str, port: int, workers: int = 1, log_level: str = "info") -> in
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> BaseProcess:
-        p = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        p = context.Process(target=_worker, args=(host, port, log_level, log_format), daemon=False)
         p.start()
         return p
 
@@ -83,6 +116,7 @@ def serve(host: str, port: int, workers: int = 1, log_level: str = "info") -> in
             for i, p in enumerate(children):
                 if not p.is_alive() and not stopping:
                     log.error("worker %s exited with %s; starting another", p.pid, p.exitcode)
+                    mark_process_dead(p.pid, metrics_dir)
                     time.sleep(RESTART_DELAY_S)
                     children[i] = start()
     finally:

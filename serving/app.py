@@ -3,7 +3,8 @@
 The service is HTTP only: what it answers comes from :mod:`domain` (scoring, advice, the household
 file) and :mod:`store` (the audit trail, feedback, batch history), which the nightly batch and the
 command line use too. Routes live in :mod:`serving.routers`, one per resource; failures map to
-statuses in one place (:mod:`serving.errors`).
+statuses in one place (:mod:`serving.errors`). Each app has its metrics (:mod:`serving.metrics`,
+``GET /metrics``); the request log and each request's id are :mod:`serving.middleware`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from serving import docs, errors, middleware
 from serving.bodies import add_schemas
 from serving.deps import StoreGate, Workers
 from serving.limits import BodySizeLimit
+from serving.metrics import Metrics
 from serving.routers import ROUTERS
 from serving.schemas import BatchRequest, FeedbackRequest
 from serving.settings import Settings
@@ -67,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.eligibility = load_eligibility(settings.policy_path)
         state.advisor = Advisor.load(settings.policy_path, policy=state.policy)
         state.audit = AuditStore(settings.audit_url)
-        state.committer = GroupCommitter(state.audit)
+        state.committer = GroupCommitter(state.audit, on_commit=metrics.committed)
         state.workers = Workers(settings.scoring_threads)
         state.feedback = FeedbackStore(state.audit.engine)
         state.access = AccessLog(state.audit)
@@ -89,6 +91,9 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.error("models not loaded: %s", state.load_error)
+        served = state.scorer.models if state.scorer is not None else []
+        metrics.models([(m.risk, m.name, m.version) for m in served], settings.risks)
+        metrics.set_ready(state.scorer is not None and state.store_gate.ready)
         # what start-up built (models, MLflow's modules, the policy books) lives as long as the process:
         # the cyclic garbage collector need not walk it again on every collection of request garbage
         gc.collect()
@@ -102,13 +107,16 @@ def create_app(settings: Settings) -> FastAPI:
             state.checkpointer.close()  # signs what was added since the last checkpoint
         state.audit.dispose()
 
+    metrics = Metrics()
     app = FastAPI(title="relief-risk", version="1", lifespan=lifespan, description=DESCRIPTION,
                   docs_url=None, redoc_url=None,  # served offline by serving.docs
                   summary="Active discovery of hardship (主动发现), above all illness-induced poverty (因病致贫).")
     app.add_middleware(BodySizeLimit, default_limit=settings.max_body_bytes,
                        limits={"/v1/score/batch": settings.max_batch_body_bytes})
-    app.add_middleware(middleware.AccessLog)  # the request log lines, not the access log of reads
-    errors.install(app)
+    app.state.metrics = metrics
+    # the request log lines and the request metrics, not the access log of reads
+    app.add_middleware(middleware.AccessLog, metrics=metrics)
+    errors.install(app, metrics)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(ui_router)  # the auditor's web pages under /ui

@@ -1,6 +1,7 @@
 """The one map from what can go wrong to an HTTP answer. Routes raise domain exceptions (or
 ``HTTPException`` for plain 404/409 cases); :func:`install` turns each kind into its status here, so
-every route answers the same way for the same failure (MLServer's ``rest/errors.py`` does the same)."""
+every route answers the same way for the same failure (MLServer's ``rest/errors.py`` does the same).
+Each 503 the store causes is counted in the metrics' ``store_failures_total`` by its kind."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.schema import FeatureSchemaError
+from serving.metrics import Metrics
 from store.access import AccessUnavailable
 from store.audit import AuditUnavailable
 
@@ -44,7 +46,7 @@ def store_down(what: str, exc: SQLAlchemyError) -> StoreUnavailable:
     return StoreUnavailable(f"{what}: {type(exc).__name__}")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "invalid"), "type": e.get("type", "value_error")}
@@ -58,22 +60,26 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AuditUnavailable)
     async def _audit_down(request: Request, exc: AuditUnavailable) -> JSONResponse:
         log.error("audit write failed: %s", exc)
+        metrics.store_failed("audit")
         return JSONResponse(status_code=503, content={"detail": "audit store unavailable; nothing was scored"})
 
     @app.exception_handler(AccessUnavailable)
     async def _access_down(request: Request, exc: AccessUnavailable) -> JSONResponse:
         log.error("access log write failed: %s", exc)
+        metrics.store_failed("access")
         return JSONResponse(status_code=503, content={"detail": "access log unavailable; nothing was returned"})
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.error("store unavailable: %s", exc)
+        metrics.store_failed("store")
         return JSONResponse(status_code=503, content={"detail": f"store unavailable: {exc}"})
 
     @app.exception_handler(SQLAlchemyError)
     async def _store_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         # a store read that no route expected to fail: still the store's fault, never a 500
         log.error("store error: %s", type(exc).__name__)
+        metrics.store_failed("store_unexpected")
         return JSONResponse(status_code=503, content={"detail": f"store unavailable: {type(exc).__name__}"})
 
     @app.exception_handler(FeatureSchemaError)

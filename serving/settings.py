@@ -6,6 +6,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +102,9 @@ class Settings(BaseSettings):
                                           "records or access events")
     checkpoint_every_seconds: float = Field(300.0, gt=0, le=86400 * 7, description="… or after this many seconds "
                                             "with anything new")
+    log_format: Literal["json", "text"] = Field("json", description="how `serve` writes its log lines to standard "
+                                                "error: json (one object a line: time, level, logger, message, the "
+                                                "request's request_id) or text (for a developer's terminal)")
 
     @field_validator("api_keys")
     @classmethod

@@ -9,6 +9,10 @@ their own logs. One request alone still gets its own commit at once; there is no
 
 One writer thread per process. Several worker processes each have their own; their transactions
 take the chain head's lock in turn (``AuditStore.append``), so the chain stays linear.
+
+``on_commit`` hears of every transaction (seconds, entries, whether it committed), from the writer
+thread, just before its waiters have their answer (so what a waiter reads next counts its own
+transaction): the service's metrics hook in there.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import contextlib
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -39,8 +45,9 @@ class _Job:
 class GroupCommitter:
     """Appends entries to ``store`` from one background thread, many requests per transaction."""
 
-    def __init__(self, store: AuditStore, max_group: int = MAX_GROUP) -> None:
-        self.store, self.max_group = store, max_group
+    def __init__(self, store: AuditStore, max_group: int = MAX_GROUP,
+                 on_commit: Callable[[float, int, bool], None] | None = None) -> None:
+        self.store, self.max_group, self.on_commit = store, max_group, on_commit
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -119,6 +126,7 @@ class GroupCommitter:
 
     def _commit(self, jobs: list[_Job]) -> None:
         entries = [e for job in jobs for e in job.entries]
+        t0 = time.perf_counter()
         try:
             if self._conn is None:  # one connection, kept: no pool checkout and liveness ping per commit
                 self._conn = self.store.engine.connect()
@@ -128,12 +136,21 @@ class GroupCommitter:
             error = exc if isinstance(exc, AuditUnavailable) else AuditUnavailable(
                 f"audit store did not commit: {type(exc).__name__}")
             log.error("audit group of %d entries not committed: %s", len(entries), error)
+            self._tell(time.perf_counter() - t0, len(entries), False)
             for job in jobs:  # an exception of its own each: waiters raise it from their own threads
                 job.done.set_exception(AuditUnavailable(str(error)))
             return
+        self._tell(time.perf_counter() - t0, len(entries), True)
         self.commits += 1
         self.entries += len(entries)
         start = 0
         for job in jobs:
             job.done.set_result(placed[start:start + len(job.entries)])
             start += len(job.entries)
+
+    def _tell(self, seconds: float, entries: int, ok: bool) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit(seconds, entries, ok)
+            except Exception:  # a hook that fails never stops the writer
+                log.exception("on_commit hook failed")

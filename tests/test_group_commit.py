@@ -122,6 +122,28 @@ def test_a_failed_commit_fails_every_waiter_and_stores_nothing_then_recovers(sto
     assert a.seq == 1 and store.verify() == (1, None)
 
 
+def test_each_transaction_is_told_to_on_commit_before_its_waiters_return(store):
+    told: list[tuple[float, int, bool]] = []
+    failing = FailingStore(store)
+    failing.down = True
+    writer = GroupCommitter(failing, on_commit=lambda s, n, ok: told.append((s, n, ok)))  # type: ignore[arg-type]
+    with pytest.raises(AuditUnavailable):
+        writer.write([entry(0), entry(1)])
+    assert [(n, ok) for _, n, ok in told] == [(2, False)]  # heard before the waiter raised
+    failing.down = False
+    writer.write([entry(2), entry(3), entry(4)])
+    assert [(n, ok) for _, n, ok in told] == [(2, False), (3, True)]
+    assert all(s >= 0 for s, _, _ in told)
+
+    def broken(seconds: float, entries: int, ok: bool) -> None:
+        raise RuntimeError("a hook that fails")
+
+    writer.on_commit = broken  # the writer goes on: every entry is still committed and answered
+    (a,) = writer.write([entry(5)])
+    writer.close()
+    assert a.seq == 4 and store.verify() == (4, None)
+
+
 def test_a_closed_writer_refuses_and_commits_what_was_queued(store):
     writer = GroupCommitter(store)
     f = writer.submit([entry(1)])

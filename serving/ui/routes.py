@@ -83,6 +83,7 @@ class UIRoute(APIRoute):
                 return resp
             except SQLAlchemyError as exc:  # the store down: a page that says so (503), never a 500
                 log.error("store unavailable for a page: %s", type(exc).__name__)
+                request.app.state.metrics.store_failed("store")
                 gate = request.app.state.store_gate
                 if gate.due():  # a store that was never ready: try to make it so for the next page
                     await run_in_threadpool(gate.create)
