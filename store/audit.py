@@ -17,6 +17,9 @@ written before this (``payload_hash`` NULL) have the payload in their hash and c
 
 The chain alone cannot tell a rewrite whose author recomputed every later hash, nor a cut tail with
 a reset head: the signed checkpoints of :mod:`store.checkpoint`, kept outside the database, do.
+
+One module of some 500 lines on purpose: what a record's hash covers, how a row is written, walked,
+purged and read back are one format; split apart, a change to one would silently break the others.
 """
 
 from __future__ import annotations
