@@ -42,8 +42,12 @@ generate: $(STAMP)
 train: $(STAMP)
 	$(BIN)/relief-risk train --data $(DATA) --risk all
 
+# a person reads the demo's log in a terminal: plain text lines, unless RELIEF_RISK_LOG_FORMAT says
+# otherwise (the service's own default is JSON lines, for a log collector)
+LOG_FORMAT = RELIEF_RISK_LOG_FORMAT=$${RELIEF_RISK_LOG_FORMAT:-text}
+
 serve: $(STAMP)
-	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
+	$(LOG_FORMAT) $(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
 
 demo: $(STAMP) fonts
 	@echo "== 1/3 generate a synthetic city ($(HOUSEHOLDS) households, 36 months)"
@@ -51,7 +55,7 @@ demo: $(STAMP) fonts
 	@echo "== 2/3 train the five risks, evaluate each against today's rules, register them @champion"
 	@time -p $(BIN)/relief-risk train --data $(DATA) --risk all
 	@echo "== 3/3 serve on http://127.0.0.1:$(PORT)"
-	$(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
+	$(LOG_FORMAT) $(BIN)/relief-risk serve --host 127.0.0.1 --port $(PORT) --demo-keys
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
