@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 SCORES_FILE, EXPLANATIONS_FILE, SUMMARY_FILE = "scores.parquet", "explanations.parquet", "summary.json"
 
 
-def _explanations(path: Path, household_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
-    """The household's explanation per risk, and each risk's base value in the run (TreeSHAP's base
-    value is the model's expected output: one per model, whichever household was explained)."""
+def _explanations(path: Path, household_id: str, risks: set[str]
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """The household's explanation per risk, and each of ``risks``' base value in the run (TreeSHAP's
+    base value is the model's expected output: one per model, whichever household was explained)."""
     mine = {r["risk"]: r for r in pq.read_table(path, columns=["risk", "base_value", "reasons"],
                                                 filters=[("household_id", "=", household_id)]).to_pylist()}
     base: dict[str, float] = {}
@@ -42,7 +43,7 @@ def _explanations(path: Path, household_id: str) -> tuple[dict[str, dict[str, An
         for risk, value in zip(batch.column("risk").to_pylist(), batch.column("base_value").to_pylist(),
                                strict=True):
             base.setdefault(risk, value)
-        if len(base) >= 5:
+        if risks <= base.keys():
             break
     return mine, base
 
@@ -54,7 +55,8 @@ def batch_file(run: BatchRun, household_id: str, advisor: Advisor) -> dict[str, 
     try:
         summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
         found = pq.read_table(out / SCORES_FILE, filters=[("household_id", "=", household_id)]).to_pylist()
-        explained, base = _explanations(out / EXPLANATIONS_FILE, household_id)
+        explained, base = _explanations(out / EXPLANATIONS_FILE, household_id,
+                                        {m["risk"] for m in summary.get("models", [])})
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
         log.warning("batch run %s: outputs unreadable (%s); the file keeps its history only", run.run_id,
                     type(exc).__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -106,24 +106,20 @@ async def scorer(request: Request) -> Scorer:
     return s
 
 
-async def audit(request: Request) -> AuditStore:
-    await request.app.state.store_gate.ensure()
-    return request.app.state.audit
+def _behind_gate(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency answering ``app.state.<name>`` once the store's schema is there (503 until then)."""
+
+    async def dependency(request: Request) -> Any:
+        await request.app.state.store_gate.ensure()
+        return getattr(request.app.state, name)
+
+    return dependency
 
 
-async def committer(request: Request) -> GroupCommitter:
-    await request.app.state.store_gate.ensure()
-    return request.app.state.committer
-
-
-async def feedback(request: Request) -> FeedbackStore:
-    await request.app.state.store_gate.ensure()
-    return request.app.state.feedback
-
-
-async def access(request: Request) -> AccessLog:
-    await request.app.state.store_gate.ensure()
-    return request.app.state.access
+audit = _behind_gate("audit")
+committer = _behind_gate("committer")
+feedback = _behind_gate("feedback")
+access = _behind_gate("access")
 
 
 def town_refused(caller: Caller, town: str) -> None:

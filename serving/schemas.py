@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.bundle import MAX_BATCH, Bundle, Id, IsoDate, StrictModel  # noqa: F401 - Bundle: the body of several routes
+from serving.settings import ROLES
+from store.access import ACTIONS
 
 # ---- identifiers the routes take in paths, queries and bodies ------------------------------------
 # Checked before anything reaches the store: no NUL (PostgreSQL refuses it), no control character,
@@ -195,8 +197,11 @@ class FeedbackRequest(StrictModel):
          "findings": ["illness_poverty"]}]})
 
 
+Role = Literal[ROLES]  # type: ignore[valid-type] - the roles of RELIEF_RISK_API_KEYS
+
+
 class CallerInfo(BaseModel):
-    role: Literal["platform", "auditor", "admin"]
+    role: Role
     key_id: str = Field(description="the key's stable fingerprint (never the key): `k-` and 12 hex digits")
 
 
@@ -216,8 +221,7 @@ class FeedbackResponse(BaseModel):
 
 
 # ---- the access log ---------------------------------------------------------------------------------
-Action = Literal["household_file", "audit_record", "audit_search", "audit_export", "case_page", "policy_check",
-                 "access_search"]
+Action = Literal[ACTIONS]  # type: ignore[valid-type] - the store's one list of actions
 
 
 class AccessEventOut(BaseModel):

@@ -11,10 +11,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.labels import ROLES as ROLE_LABELS
 from features.risks import RISKS
 from serving.throttle import parse_rate
 
-ROLES = ("platform", "auditor", "admin")
+ROLES = tuple(ROLE_LABELS)  # platform, auditor, admin: the keys of their Chinese names, one list
 _TOWN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 

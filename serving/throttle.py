@@ -60,7 +60,8 @@ class Window:
 
     def add(self, key: str) -> None:
         with self._lock:
-            self._recent(key, self.clock()).append(self.clock())
+            now = self.clock()
+            self._recent(key, now).append(now)
 
     def take(self, key: str) -> int | None:
         """Counts one event unless over the limit; the seconds to wait when over it."""

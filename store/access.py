@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import and_, insert, select
 
+from features.labels import ACTIONS as ACTION_LABELS
 from store.audit import (
     ACCESS_CHAIN,
     AuditStore,
@@ -34,8 +35,7 @@ from store.audit import (
 )
 from store.schema import access_log, access_targets
 
-ACTIONS = ("household_file", "audit_record", "audit_search", "audit_export", "case_page", "policy_check",
-           "access_search")
+ACTIONS = tuple(ACTION_LABELS)  # the actions an event may name: the keys of their Chinese names, one list
 TARGETS_PER_EVENT = 2000  # an audit page holds at most 1,000 records: their request and household ids
 
 
@@ -118,6 +118,8 @@ class AccessLog:
                count: int | None = None) -> AccessEvent:
         """Appends one event in its own transaction; raises :class:`AccessUnavailable` if it did not
         commit (then the read must not be answered)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown access action {action!r}; known: {ACTIONS}")
         hh, rq = _unique(households), _unique(requests)
         event = AccessEvent(action=action, caller=caller, households=hh, requests=rq,
                             count=len(rq) if count is None else count)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +11,7 @@ from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
 from serving.audit_view import MAX_SEQ, SearchTime
 from serving.auth import require
 from serving.deps import AccessDep
-from serving.schemas import ERRORS, AccessPage, Action
+from serving.schemas import ERRORS, AccessPage, Action, Role
 from store.access import Caller
 
 router = APIRouter(tags=["access"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["access"])
 class AccessQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key_id: str | None = Field(None, max_length=32, pattern=r"^k-[0-9a-f]{12}$", description="the caller's key id")
-    role: Literal["platform", "auditor", "admin"] | None = None
+    role: Role | None = None
     target: str | None = Field(None, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
                                description="a household id or a request id")
     action: Action | None = None

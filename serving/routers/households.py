@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from sqlalchemy.exc import SQLAlchemyError
 
+from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
 from domain.household_file import household_file
 from serving.auth import require
 from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep
@@ -21,8 +22,7 @@ router = APIRouter(tags=["households"])
             summary="一户一档: the household's latest features, score history, lists, eligibility, warm list "
                     "and feedback")
 def household(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
-              household_id: Annotated[str, Path(min_length=1, max_length=64,
-                                                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")],
+              household_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
               audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep) -> dict[str, Any]:
     try:
         if caller.towns is not None and not caller.may_see(audit.latest_town(household_id)):

@@ -121,18 +121,19 @@ def parse_form(params: dict[str, str], max_limit: int = max(PAGE_SIZES)) -> Sear
         f.flagged = flagged
     else:
         errors.append("是否建议走访（flagged）只能是 true 或 false")
-    limit = params.get("limit", "").strip()
-    if limit:
-        n = _whole_number(limit)
-        if n is None or not 1 <= n <= max_limit:
-            errors.append(f"每页条数（limit）应为 1 至 {max_limit} 的整数（半角数字）")
-        else:
-            f.limit = n
-    seq = params.get("before_seq", "").strip()
-    if seq:
-        n = _whole_number(seq)
-        if n is None or not 1 <= n <= MAX_SEQ:
-            errors.append(f"翻页位置（before_seq）应为 1 至 {MAX_SEQ} 的整数（半角数字）")
-        else:
-            f.before_seq = n
+    f.limit = _bounded(params, "limit", "每页条数", max_limit, errors) or f.limit
+    f.before_seq = _bounded(params, "before_seq", "翻页位置", MAX_SEQ, errors)
     return f
+
+
+def _bounded(params: dict[str, str], name: str, label: str, most: int, errors: list[str]) -> int | None:
+    """The parameter as a whole number from 1 to ``most`` in ASCII digits; None when absent or bad
+    (a bad one is named in ``errors``)."""
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    n = _whole_number(text)
+    if n is None or not 1 <= n <= most:
+        errors.append(f"{label}（{name}）应为 1 至 {most} 的整数（半角数字）")
+        return None
+    return n

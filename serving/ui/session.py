@@ -22,14 +22,12 @@ import time
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from serving.auth import caller_of, grant_of
 from serving.settings import Grant
+from store import sessions
 from store.access import Caller
-from store.schema import revoked_sessions
 
 COOKIE = "relief_risk_ui"
 COOKIE_PATH = "/ui"
@@ -62,10 +60,15 @@ def issue(key: str, now: float | None = None) -> str:
     return f"{payload}.{_mac(key, payload)}"
 
 
+def _parse(token: str) -> re.Match[str] | None:
+    """``expires.nonce.mac`` with an expiry in ASCII digits, or None."""
+    return _TOKEN.match(token) if len(token) <= 200 else None
+
+
 def session_grant(keys: dict[str, Grant], token: str, now: float | None = None) -> Grant | None:
     """The grant of the key that signed ``token``, or None (malformed, expired, key withdrawn). Only
     ASCII digits are an expiry (``str.isdigit`` would take ``²``, which ``int`` refuses)."""
-    m = _TOKEN.match(token) if len(token) <= 200 else None
+    m = _parse(token)
     if m is None:
         return None
     expires, nonce, mac = m.groups()
@@ -83,26 +86,14 @@ def session_hash(token: str) -> str:
 
 
 def revoke(engine: Engine, token: str) -> None:
-    """Ends a session on the server: its hash is kept until the session would have expired (expired
-    rows are dropped on the way)."""
-    m = _TOKEN.match(token) if len(token) <= 200 else None
-    if m is None:
-        return
-    now = dt.datetime.now(dt.UTC)
-    expires = dt.datetime.fromtimestamp(min(int(m.group(1)), 2**40), dt.UTC)
-    with engine.begin() as conn:
-        conn.execute(delete(revoked_sessions).where(revoked_sessions.c.expires_at < now))
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(revoked_sessions).values(session_hash=session_hash(token), expires_at=expires))
-        except IntegrityError:  # signed out twice
-            pass
+    """Ends a session on the server (:mod:`store.sessions`) until it would have expired."""
+    m = _parse(token)
+    if m is not None:
+        sessions.revoke(engine, session_hash(token), dt.datetime.fromtimestamp(min(int(m.group(1)), 2**40), dt.UTC))
 
 
 def revoked(engine: Engine, token: str) -> bool:
-    with engine.connect() as conn:
-        return conn.execute(select(revoked_sessions.c.session_hash)
-                            .where(revoked_sessions.c.session_hash == session_hash(token))).first() is not None
+    return sessions.is_revoked(engine, session_hash(token))
 
 
 def key_grant(request: Request, key: str) -> Grant | None:
