@@ -172,19 +172,28 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120
     raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
 
 
+def start_server(workdir: Path, mlflow_uri: str, *args: str, timeout: float = 120
+                 ) -> tuple[subprocess.Popen, str, Path]:
+    """``relief-risk serve`` (plus ``args``) started by the CLI as an operator would, on a free loopback
+    port, with the test keys, ``mlflow_uri`` and an audit store in ``workdir``; returns (the process,
+    its URL, its log) once ``/readyz`` answers 200. The caller stops the process."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "RELIEF_RISK_LOG_FORMAT")}
+    env |= {"RELIEF_RISK_API_KEYS": KEYS_ENV, "MLFLOW_TRACKING_URI": mlflow_uri,
+            "RELIEF_RISK_AUDIT_URL": f"sqlite:///{workdir / 'audit.db'}"}
+    log = workdir / "server.log"
+    with log.open("w") as out:  # the server keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port), *args],
+                                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log, timeout=timeout)
+    return proc, url, log
+
+
 @pytest.fixture(scope="session")
 def live_server(trained, mlflow_uri, tmp_path_factory):
     """A real uvicorn process on loopback, started by the CLI as an operator would."""
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("server")
-    env = {**os.environ, "RELIEF_RISK_API_KEYS": KEYS_ENV, "MLFLOW_TRACKING_URI": mlflow_uri,
-           "RELIEF_RISK_AUDIT_URL": f"sqlite:///{workdir / 'audit.db'}"}
-    log = open(workdir / "server.log", "w")  # noqa: SIM115 - held open for the server's lifetime
-    proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port)],
-                            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, workdir / "server.log")
-    yield {"url": url, "proc": proc, "log": workdir / "server.log"}
+    proc, url, log = start_server(tmp_path_factory.mktemp("server"), mlflow_uri)
+    yield {"url": url, "proc": proc, "log": log}
     proc.terminate()
     proc.wait(timeout=30)
-    log.close()

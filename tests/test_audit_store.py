@@ -6,9 +6,11 @@ PostgreSQL is skipped, with the reason, when no server answers; under CI
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -34,18 +36,28 @@ def fresh_pg_schema() -> str:
     return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else fresh_pg_schema()
+@contextlib.contextmanager
+def created_store(kind: str, tmp_path) -> Iterator[tuple[AuditStore, str]]:
+    """(store, url): a fresh, created audit store on SQLite in ``tmp_path`` or in a new PostgreSQL
+    schema (dropped afterwards)."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}" if kind == "sqlite" else fresh_pg_schema()
     s = AuditStore(url)
     s.create()
-    yield s
-    s.dispose()
-    if request.param == "postgres":
-        drop = AuditStore(PG_URL)
-        with drop.engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE"))
-        drop.dispose()
+    try:
+        yield s, url
+    finally:
+        s.dispose()
+        if kind == "postgres":
+            drop = AuditStore(PG_URL)
+            with drop.engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE"))
+            drop.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    with created_store(request.param, tmp_path) as (s, _):
+        yield s
 
 
 def record(**kw) -> AuditRecord:

@@ -29,7 +29,7 @@ from store.access import AccessLog, Caller, event_hash
 from store.audit import ACCESS_CHAIN, AUDIT_CHAIN, GENESIS, AuditRecord, AuditStore, payload_hash, record_hash
 from store.checkpoint import Kind
 from store.schema import access_log, audit_records
-from tests.test_audit_store import PG_URL, fresh_pg_schema
+from tests.test_audit_store import created_store
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -37,16 +37,8 @@ T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db(request, tmp_path):
     """(store, url): a fresh audit store and the URL the command line is given."""
-    url = f"sqlite:///{tmp_path / 'audit.db'}" if request.param == "sqlite" else fresh_pg_schema()
-    s = AuditStore(url)
-    s.create()
-    yield s, url
-    s.dispose()
-    if request.param == "postgres":
-        drop = AuditStore(PG_URL)
-        with drop.engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {url.rsplit('%3D', 1)[1]} CASCADE"))
-        drop.dispose()
+    with created_store(request.param, tmp_path) as made:
+        yield made
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from domain.bundle import CONTRACT_EXAMPLE
-from tests.conftest import CONTRACT_CHECK, KEYS, auth, wait_ready
+from tests.conftest import CONTRACT_CHECK, KEYS, auth, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -151,21 +151,10 @@ def test_two_workers_share_the_connections_and_a_dead_worker_is_replaced(trained
     """``serve --workers 2``: each worker its own SO_REUSEPORT socket, so connections opened together
     reach both; a worker that dies is started again; SIGTERM stops them all."""
     import signal
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RELIEF_RISK_API_KEYS": ",".join(f"{r}:{k}" for r, k in KEYS.items()),
-           "MLFLOW_TRACKING_URI": mlflow_uri, "RELIEF_RISK_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}"}
-    log = tmp_path / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port),
-                                 "--workers", "2"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc, url, _ = start_server(tmp_path, mlflow_uri, "--workers", "2", timeout=180)
     try:
-        wait_ready(url, proc, log, timeout=180)
         time.sleep(5)  # the second worker loads its models too
         workers = _workers(proc.pid)
         assert len(workers) == 2, workers

@@ -17,8 +17,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,7 +33,7 @@ from serving.app import create_app
 from serving.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, TextFormatter, logging_config
 from serving.metrics import Metrics
 from serving.settings import Settings
-from tests.conftest import KEYS, KEYS_ENV, _free_port, auth, wait_ready
+from tests.conftest import KEYS, KEYS_ENV, auth, start_server, wait_ready
 from tests.factories import bundle
 
 pytestmark = pytest.mark.slow
@@ -374,18 +372,8 @@ def test_two_workers_report_the_whole_service_from_either(trained, mlflow_uri, t
     """``serve --workers 2``: scores spread over both workers are all counted by whichever answers
     /metrics; a worker that dies keeps its counts, loses its live gauges and is replaced; the
     metrics folder is private to the run and gone when the service stops."""
-    port = _free_port()
-    env = {**os.environ, "RELIEF_RISK_API_KEYS": KEYS_ENV, "MLFLOW_TRACKING_URI": mlflow_uri,
-           "RELIEF_RISK_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.pop("RELIEF_RISK_LOG_FORMAT", None)
-    log = tmp_path / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "relief_risk.cli", "serve", "--port", str(port),
-                                 "--workers", "2"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc, url, log = start_server(tmp_path, mlflow_uri, "--workers", "2", timeout=180)
     try:
-        wait_ready(url, proc, log, timeout=180)
         deadline = time.monotonic() + 120
         while len(workers := _workers(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
