@@ -1,7 +1,8 @@
 """The store's tables, all on one ``metadata``: the audit trail (``audit_records``), the access log
 (``access_log`` and its ``access_targets``), their chain heads (``audit_chain``: row 1 the audit
 trail's, row 2 the access log's), caseworkers' ``feedback``, the nightly ``batch_runs`` /
-``batch_scores`` and the auditors' signed-out sessions (``revoked_sessions``).
+``batch_scores``, the auditors' signed-out sessions (``revoked_sessions``), caseworkers' needs
+``assessments`` and each household's plan (``plan_measures`` and their ``plan_events``).
 
 This is the schema the code expects; the database gets it only through the migrations in
 ``store/migrations`` (:func:`store.migrate.upgrade`). Change a table here and add a migration that
@@ -114,4 +115,53 @@ batch_scores = Table(
     Column("scores", Text, nullable=False),          # JSON: {risk: [probability, band, flagged]}
     Column("town", String(64), nullable=True),       # since 0002: for keys limited to towns
     Index("ix_batch_scores_household", "household_id"),
+)
+
+# since 0003: caseworkers' needs assessments and each household's plan (一户一策); append-only
+assessments = Table(
+    "assessments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("assessment_id", String(32), nullable=False, unique=True),
+    Column("request_id", String(64), nullable=False),       # the score request the visit followed
+    Column("household_id", String(64), nullable=False),
+    Column("town", String(64), nullable=True),
+    Column("assessed_on", String(10), nullable=False),
+    Column("assessor", String(64), nullable=False),         # the caseworker's pseudonymous id, as given
+    Column("instrument_version", String(32), nullable=False),
+    Column("domains", Text, nullable=False),                # JSON: [{"domain", "level", "evidence"}]
+    Column("note", Text, nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=False),                 # JSON: {"role", "key_id"}
+    Index("ix_assessments_household", "household_id"),
+)
+
+plan_measures = Table(
+    "plan_measures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("measure_id", String(32), nullable=False, unique=True),
+    Column("household_id", String(64), nullable=False),
+    Column("town", String(64), nullable=True),
+    Column("measure", String(64), nullable=False),          # a [[measure]] id of the policy file
+    Column("owner", String(32), nullable=False),            # the owner department's code
+    Column("due", String(10), nullable=False),
+    Column("proposed_because", Text, nullable=False),       # JSON: what proposed it
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=False),
+    Index("ix_plan_measures_household", "household_id"),
+)
+
+# every move of a plan measure's status; the measure's status is its latest event's (highest id)
+plan_events = Table(
+    "plan_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("measure_id", String(32), nullable=False),
+    Column("household_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("happened_on", String(10), nullable=False),      # the event's date as the caseworker gives it
+    Column("note", Text, nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=False),
+    Index("ix_plan_events_measure", "measure_id"),
+    Index("ix_plan_events_household", "household_id"),
 )

@@ -53,8 +53,8 @@ from store.schema import metadata
 PG_URL = os.environ.get("RELIEF_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[1]
 STORE_TABLES = {"audit_records", "audit_chain", "feedback", "batch_runs", "batch_scores", "access_log",
-                "access_targets", "revoked_sessions"}
-HEAD = "0002"
+                "access_targets", "revoked_sessions", "assessments", "plan_measures", "plan_events"}
+HEAD = "0003"
 CHAINS = [(1, 0, GENESIS), (2, 0, GENESIS)]  # the audit trail's head and the access log's
 
 # ---- the schema as metadata.create_all made it before migrations, frozen here (store.schema moves on)
@@ -355,7 +355,7 @@ def test_database_at_an_unknown_newer_revision_is_refused_untouched(url, stores)
     with pytest.raises(SchemaError) as err:
         store.create()
     assert str(err.value) == (f"the database {_where(url)} is at revision '0007_later', which this code does not "
-                              "know (its newest is '0002'): it was migrated by a newer relief-risk; run that "
+                              "know (its newest is '0003'): it was migrated by a newer relief-risk; run that "
                               "version, or restore a backup taken before the upgrade")
     assert current(store.engine) == "0007_later"
 
@@ -418,13 +418,13 @@ def test_db_commands(url, capsys):
     from relief_risk.cli import main
 
     assert main(["db", "current", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "none (empty, or made before migrations); this code's head is 0002\n"
+    assert capsys.readouterr().out == f"none (empty, or made before migrations); this code's head is {HEAD}\n"
     assert main(["db", "upgrade", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "upgraded from none to 0002 (head)\n"
+    assert capsys.readouterr().out == f"upgraded from none to {HEAD} (head)\n"
     assert main(["db", "upgrade", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "already at 0002 (head)\n"
+    assert capsys.readouterr().out == f"already at {HEAD} (head)\n"
     assert main(["db", "current", "--audit-url", url]) == 0
-    assert capsys.readouterr().out == "0002 (head)\n"
+    assert capsys.readouterr().out == f"{HEAD} (head)\n"
     engine = create_engine(url)
     with engine.begin() as conn:
         assert conn.execute(select(metadata.tables["audit_chain"].c.seq)).scalars().all() == [0, 0]
