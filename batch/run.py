@@ -26,6 +26,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch.list_changes import (
+    AUTO,
+    LIST_CHANGES_FILE,
+    change_counts,
+    list_changes,
+    memberships,
+    resolve_previous,
+    write_list_changes,
+)
 from domain.nightly_file import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE
 from features.build import as_timestamp, build_features
 from features.city import CityTables
@@ -66,6 +75,9 @@ class BatchSummary:
     run_id: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     data: str | None = None  # the raw-table folder scored (None: tables handed in): the household file reads it
+    # the run the lists were compared with (batch.list_changes), None on a first run or with --previous none
+    previous: dict[str, str] | None = None
+    list_changes: dict[str, dict[str, int]] | None = None  # per list {"entered": n, "left": n}; None: no previous
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "out_dir": str(self.out_dir)}
@@ -141,7 +153,8 @@ def _chunk_bounds(n: int, chunk: int | None) -> list[tuple[int, int]]:
 def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, models: Sequence[LoadedModel],
               policy: PolicyBook, as_of: dt.date | str | None = None, chunk: int | None = 50_000,
               explain: str = "flagged", record_url: str | None = None, progress: bool = True,
-              lists: Any = None, source: str | Path | None = None) -> BatchSummary:
+              lists: Any = None, source: str | Path | None = None, previous: str | Path | None = AUTO
+              ) -> BatchSummary:
     """Scores every household of ``data`` (a folder of raw tables, or tables already read) with
     every model, chunk by chunk, and writes into ``out_dir``:
 
@@ -152,6 +165,9 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
       each model's flagged households; "all"; "none"): ``base_value``, ``contrib__{feature}`` for
       every feature (log-odds; NaN for a feature the model does not use; ``base_value`` plus the
       sum is ``raw_score``), ``reasons`` (the top reasons in Chinese, JSON text);
+    - ``list_changes.parquet``: who entered and who left each list since the previous run
+      (:mod:`batch.list_changes`): ``household_id``, ``town``, ``list``, ``label``, ``change``
+      (entered / left), ``change_zh`` (新进入 / 退出); not written when there is no previous run;
     - ``summary.json``: :class:`BatchSummary`.
 
     ``as_of`` None: the last day of the data's latest income month. ``chunk`` None or 0: the whole
@@ -160,6 +176,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     (:func:`store.history.record_run`), so each household's file shows its batch history.
     ``source``: the raw-table folder ``data`` was read from, when it is tables already read (the
     summary names it, and the household file reads a household's raw rows there).
+    ``previous``: the run to compare the lists with: "auto" (the run before ``as_of`` among
+    ``out_dir`` and its sibling folders), "none" or None (no comparison), or a run's folder.
     """
     from tqdm.auto import tqdm
 
@@ -185,6 +203,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     book = lists if lists is not None else load_lists()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    before = resolve_previous(previous, out, day)  # read now: tonight's files may overwrite it
+    (out / LIST_CHANGES_FILE).unlink(missing_ok=True)  # a stale file of an earlier run in this folder
     risks = [m.risk for m in models]
     if len(set(risks)) != len(risks):
         raise ValueError(f"two models for one risk: {risks}")
@@ -256,14 +276,25 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         scores_writer.close()
         explain_writer.close()
     t = clock.add("write", t)
+    files = {"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE)}
+    changes = None
+    if before is not None:
+        order = [d.id for d in book.at(day)]
+        labels = {d.id: d.label_zh for d in book.definitions}  # a withdrawn list keeps its name
+        found = list_changes(before.members, memberships(out), order, labels)
+        write_list_changes(found, out / LIST_CHANGES_FILE)
+        changes = change_counts(found, order)
+        files["list_changes"] = str(out / LIST_CHANGES_FILE)
+        t = clock.add("list_changes", t)
     summary = BatchSummary(
         out_dir=out, as_of=day.isoformat(),
         models=[{"name": m.name, "version": m.version, "risk": m.risk} for m in models],
         households=city.n, flagged=flagged, flagged_any=flagged_any, explained=explained, lists=list_counts,
         chunk=bounds[0][1] - bounds[0][0], chunks=len(bounds) if city.n else 0, explain=explain, seconds={},
         peak_rss_mb=0.0, rows=city.rows(), dropped_rows=city.dropped,
-        files={"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE),
-               "summary": str(out / SUMMARY_FILE)},
+        files={**files, "summary": str(out / SUMMARY_FILE)},
+        previous={"out_dir": str(before.out_dir), "as_of": before.as_of} if before is not None else None,
+        list_changes=changes,
         data=str(Path(source if source is not None else data).resolve())
         if isinstance(source if source is not None else data, str | Path) else None)
     if record_url:

@@ -311,3 +311,51 @@ def _fmt_many(x: np.ndarray, unit: str) -> np.ndarray:
         return np.array([], dtype=object)
     distinct, inverse = np.unique(x, return_inverse=True)
     return np.array([fmt(v, unit) for v in distinct.tolist()], dtype=object)[inverse.reshape(-1)]
+
+
+# ---- the definition as text, without a household -------------------------------------------------
+def rule_text(node: Node, v: PolicyVersion | None, rules: Mapping[str, float], depth: int = 0) -> str:
+    """``node`` as a caseworker reads it, each threshold named with its value in force:
+    ``近12个月家庭人均月收入 < 低保边缘标准（1,650 元/人·月）``. ``v``: the parameters in force
+    (one :class:`PolicyVersion`: the caller chooses which, by date or by city); ``rules``: the
+    ``[rules]`` values. A list's own groups are joined by "；", groups nested in them by "，"."""
+    if isinstance(node, Condition):
+        return _condition_text(node, v, rules)
+    if isinstance(node, Helper):
+        return _helper_text(v)
+    parts = [rule_text(item, v, rules, depth + 1) for item in node.items]
+    if node.kind == "all":
+        return ("；" if depth == 0 else "，且").join(parts)
+    if node.kind == "any":
+        if len(parts) == 1:
+            return parts[0]
+        return "满足其一：" + "；或".join(parts) if depth <= 1 else "（" + "，或".join(parts) + "）"
+    return ("不包括：" if depth <= 1 else "并非") + "，或".join(parts)
+
+
+def _condition_text(c: Condition, v: PolicyVersion | None, rules: Mapping[str, float]) -> str:
+    spec = BY_ID[c.feature]
+    value = c.threshold(v, rules)
+    if spec.unit == "是否":  # a flag: "正在享受低保" (holds for yes only), "正在享受低保：否" (for no only)
+        yes, no = bool(OPS[c.op](1.0, value)), bool(OPS[c.op](0.0, value))
+        if yes != no:
+            return spec.label_zh if yes else f"{spec.label_zh}：否"
+    if c.param is not None:
+        name, unit = PARAMS[c.param]
+    elif c.rule is not None:
+        name, unit = RULE_LABELS.get(c.rule, (f"规则参数 {c.rule}", spec.unit))
+    else:
+        return f"{spec.label_zh} {OP_ZH[c.op]} {fmt(value, spec.unit)}"
+    if c.times != 1.0:  # the value shown is the product: "低保边缘标准的 2 倍（3,300 元/人·月）"
+        name = f"{name}的 {c.times:g} 倍"
+    shown = fmt(value, unit)
+    named = f"{name[:-1]}，{shown}）" if name.endswith("）") else f"{name}（{shown}）"
+    return f"{spec.label_zh} {OP_ZH[c.op]} {named}"
+
+
+def _helper_text(v: PolicyVersion | None) -> str:
+    if v is None:
+        raise ValueError("the low_income helper needs the policy parameters in force")
+    programs = "、".join(ON_PROGRAMS.values())
+    return (f"低收入人口（正在享受{programs}，或近12个月家庭人均月收入 < 低保边缘标准"
+            f"（{fmt(v.edge_line, '元/人·月')}））")

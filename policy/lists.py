@@ -24,7 +24,7 @@ import pandas as pd
 
 from features.dated import in_force_by_id
 from features.io import policy_file_text
-from features.policy import PolicyBook
+from features.policy import PolicyBook, PolicyVersion
 from policy.conditions import (
     GROUPS,
     ON_PROGRAMS,
@@ -48,6 +48,7 @@ from policy.conditions import (
     evaluate,
     fmt,
     parse_items,
+    rule_text,
 )
 
 LIST_FIELDS = {"id", "label_zh", "description_zh", "version", "effective_from", "active", *GROUPS}
@@ -200,5 +201,30 @@ def _why_low_income(f: _Frame, negate: bool) -> np.ndarray:
     return np.where(names != "", "低收入人口：正在享受" + names, below)
 
 
+# ---- the definitions, without a household -------------------------------------------------------
+def definition_text(d: ListDefinition, v: PolicyVersion, rules: Mapping[str, float]) -> str:
+    """``d``'s condition in Chinese with every threshold's value under the parameters ``v``
+    (one :class:`PolicyVersion`, however the caller chose it): ``近12个月家庭人均月收入 ≥ 低保标准
+    （1,100 元/人·月），且近12个月家庭人均月收入 < 低保边缘标准（1,650 元/人·月）；不包括：…``."""
+    return rule_text(d.condition, v, rules)
+
+
+def describe_lists(lists: tuple[ListDefinition, ...], v: PolicyVersion, rules: Mapping[str, float]
+                   ) -> list[dict[str, Any]]:
+    """Each of ``lists`` as people read it: ``{"list", "label", "description", "version",
+    "effective_from", "definition"}``, ``definition`` by :func:`definition_text` under ``v``."""
+    return [{"list": d.id, "label": d.label_zh, "description": d.description_zh, "version": d.version,
+             "effective_from": d.effective_from.isoformat(), "definition": definition_text(d, v, rules)}
+            for d in lists]
+
+
+def lists_in_force(on: dt.date | str | pd.Timestamp, policy: PolicyBook, book: ListBook) -> list[dict[str, Any]]:
+    """The lists in force on ``on`` (:meth:`ListBook.at`), their thresholds under the ``[[version]]``
+    in force that day; ``ValueError`` when no parameters are in force yet (before the first version)."""
+    day = _as_date(on)
+    return describe_lists(book.at(day), policy.at(day), {**book.rules, **policy.rules})
+
+
 __all__ = ["Condition", "DefinitionError", "Group", "Helper", "LIST_FIELDS", "ListBook", "ListDefinition",
-           "household_lists", "list_matrix", "load_lists", "parse_lists"]
+           "definition_text", "describe_lists", "household_lists", "list_matrix", "lists_in_force", "load_lists",
+           "parse_lists"]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batch.list_changes import AUTO
 from batch.run import EXPLAIN_MODES, BatchSummary, run_batch
 from batch.worklist import WorklistFiles, write_worklist
 from features.city import CityTables
@@ -42,6 +43,10 @@ def _batch_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
                         "when set; otherwise none)")
     p.add_argument("--no-record", action="store_true",
                    help="keep nothing in a store, write the files only (default: off)")
+    p.add_argument("--previous", default=AUTO, metavar="DIR|auto|none",
+                   help="the earlier run to compare today's lists with, writing who entered and who left each list "
+                        "(list_changes.parquet): auto (among --out and its sibling folders, the run with the latest "
+                        "as-of date before this one's), none, or that run's folder")
     p.add_argument("--alias", default="champion", help="registered model alias to score with")
     p.add_argument("--risks", default=None,
                    help=f"comma-separated risks among {', '.join(RISKS)} (default: every risk with a model under "
@@ -75,8 +80,17 @@ def batch_lines(summary: BatchSummary) -> list[str]:
     kept = f"; scores kept in the audit store, batch run {summary.run_id}" if summary.run_id else ""
     return [f"batch as of {summary.as_of}: {summary.households:,} households scored by {models}",
             f"flagged: {flagged}; any risk {summary.flagged_any:,}; explained {sum(summary.explained.values()):,}",
+            list_changes_line(summary),
             f"files: {_files(Path(summary.out_dir), [Path(f).name for f in summary.files.values()])}{kept}",
             f"time: {summary.seconds.get('total', 0.0):.1f} s, peak memory {summary.peak_rss_mb:,.0f} MB"]
+
+
+def list_changes_line(summary: BatchSummary) -> str:
+    """Per list, how many entered and left since the previous run, or why nothing is compared."""
+    if summary.previous is None or summary.list_changes is None:
+        return "list changes: none counted, no previous run to compare with (a first run, or --previous none)"
+    counts = ", ".join(f"{x} +{c['entered']:,} -{c['left']:,}" for x, c in summary.list_changes.items())
+    return f"list changes since the run as of {summary.previous['as_of']} ({summary.previous['out_dir']}): {counts}"
 
 
 def worklist_lines(summary: BatchSummary, files: WorklistFiles, seconds: float) -> list[str]:
@@ -99,7 +113,7 @@ def _batch_command(a: argparse.Namespace) -> int:
     policy, models = _batch_setup(a)
     summary = run_batch(a.data, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain=a.explain,
                         record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
-                        lists=load_lists(a.policy))
+                        lists=load_lists(a.policy), previous=a.previous)
     print(json.dumps(summary.as_dict(), ensure_ascii=False) if a.json else "\n".join(batch_lines(summary)))
     return 0
 
@@ -113,7 +127,7 @@ def _worklist_command(a: argparse.Namespace) -> int:
     advisor = Advisor.load(a.policy, policy=policy)
     summary = run_batch(city, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain="flagged",
                         record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
-                        lists=advisor.lists, source=a.data)
+                        lists=advisor.lists, source=a.data, previous=a.previous)
     capacity = float(a.capacity) if float(a.capacity) < 1 else int(float(a.capacity))
     files = write_worklist(summary, city, a.out, capacity, advisor, progress=not a.no_progress)
     if a.json:
@@ -134,8 +148,10 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "Parquet files. Prints a few lines (households, flagged per risk, where the files are, time), "
                     "or the whole summary with --json.",
         epilog=environment(MLFLOW_TRACKING_URI))
-    _batch_arguments(p, "folder for scores.parquet (every household's scores), explanations.parquet and "
-                        "summary.json (made if missing)")
+    _batch_arguments(p, "folder for scores.parquet (every household's scores), explanations.parquet, "
+                        "summary.json and list_changes.parquet (who entered and left each list since --previous); "
+                        "made if missing. One folder per night under one root (out/2026-10-31) lets the next run "
+                        "find this one")
     p.set_defaults(func=_batch_command)
     return p
 

@@ -170,6 +170,20 @@ class PolicyCheckResponse(PolicyCheckBody):
     as_of: str
 
 
+class ListDefinitionOut(BaseModel):
+    list: str = Field(description="list id (ASCII), defined in the policy-parameter file")
+    label: str = Field(description="中文名称")
+    description: str = Field(description="中文：为什么关注这一人群")
+    version: str = Field(description="the definition's version")
+    effective_from: str = Field(description="YYYY-MM-DD: the version in force from this day")
+    definition: str = Field(description="中文：名单条件，每个阈值写明参数名称和当日的数值")
+
+
+class ListsResponse(BaseModel):
+    on: str = Field(description="YYYY-MM-DD: the day the definitions and thresholds are in force")
+    lists: list[ListDefinitionOut] = Field(description="the lists in force that day, in the policy file's order")
+
+
 # ---- caseworker feedback -----------------------------------------------------------------------
 Finding = Literal["illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need",
                   "child_in_difficulty", "not_in_need"]

@@ -334,10 +334,12 @@ def test_the_probe_knows_every_route():
     paths = {r.path for _, r in CALLS}
     assert {"/v1/score", "/v1/score/batch", "/v1/feedback", "/v1/policy/check", "/v1/audit",
             "/v1/audit/{request_id}", "/v1/households/{household_id}", "/v1/models", "/healthz", "/readyz",
-            "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}"} <= paths
+            "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}",
+            "/v1/lists"} <= paths
     assert "/ui/static/ui.css" not in paths
     assert {"before_seq", "limit", "household_id", "since", "model_name"} <= set(
         query_params(next(r for _, r in CALLS if r.path == "/v1/audit")))
+    assert query_params(next(r for _, r in CALLS if r.path == "/v1/lists")) == ["on"]
     # every route that takes a body is probed as JSON (its documented model) or as a page's form
     assert {r.path for _, r in BODY_CALLS} == {r.path for _, r in JSON_CALLS} | {r.path for _, r in FORM_CALLS}
     assert {documented_body(r) for _, r in JSON_CALLS} == {"Bundle", "BatchRequest", "FeedbackRequest"}
