@@ -418,7 +418,8 @@ M = "[[measure]] #1 'bad_measure'"
     ({"triggers": '[{need = "hosuing", level = 1}]'},
      f"{M}, field 'triggers'[0].need: unknown need domain 'hosuing'; known: ['basic_living', 'medical', 'care', "
      "'education', 'employment', 'housing', 'child_protection', 'social_support']"),
-    ({"triggers": '[{need = "housing", level = 0}]'}, f"{M}, field 'triggers'[0].level: must be a whole number ≥ 1, got 0"),
+    ({"triggers": '[{need = "housing", level = 0}]'},
+     f"{M}, field 'triggers'[0].level: must be a whole number ≥ 1, got 0"),
     ({"triggers": '[{need = "housing"}]'},
      f"{M}, field 'triggers'[0]: a need trigger has exactly the keys need and level, such as "
      '{need = "housing", level = 1}'),

@@ -201,3 +201,101 @@ def test_proposals_cite_their_triggers_and_skip_what_the_book_does_not_know():
     assert [p["measure"] for p in out] == ["medical_assistance"]
     assert [c["kind"] for c in out[0]["proposed_because"]] == ["risk", "need"]
     assert json.dumps(out, ensure_ascii=False)  # what the store keeps is JSON
+
+
+# ---- the funnel on a small hand-made store -----------------------------------------------------------------
+def _flagged_record(hid: str, town: str, risk: str = "illness_poverty"):
+    from tests.test_audit_store import record
+
+    scores = [{"risk": risk, "flagged": True, "raw_score": 1.0, "base_value": -3.0, "contributions": {}}]
+    return record(household_id=hid, as_of="2026-06-30", request={"household": {"household_id": hid, "town": town}},
+                  scores=scores, response={"scores": [{"risk": risk, "flagged": True, "probability": 0.9}]})
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_funnel_counts_and_medians_on_a_hand_made_store(kind, tmp_path):
+    from sqlalchemy import insert
+
+    from domain.funnel import funnel, totals
+    from store.funnel import funnel_facts
+    from store.history import BatchRun, record_run
+    from store.schema import assessments, feedback_table, plan_events, plan_measures
+
+    with created_store(kind, tmp_path) as (audit, _):
+        audit.write([_flagged_record("H1", "leyu"), _flagged_record("H3", "yangshe"),
+                     _flagged_record("H4", "leyu", "elderly_care_need")])
+        record_run(audit.engine, BatchRun("run1", dt.datetime(2026, 7, 1, tzinfo=dt.UTC), "2026-06-30", [], 2, 1, "o"),
+                   [("H2", {"illness_poverty": [0.8, "high", True]}, "leyu"),
+                    ("H5", {"illness_poverty": [0.1, "low", False]}, "leyu")])
+        now = dt.datetime.now(dt.UTC)
+        with audit.engine.begin() as conn:
+            conn.execute(insert(feedback_table), [
+                {"feedback_id": f"f{h}", "request_id": f"r{h}", "household_id": h, "as_of": "2026-06-30",
+                 "visited_on": day, "findings": "illness_poverty", "flagged_risks": "illness_poverty",
+                 "model_versions": "", "recorded_at": now}
+                for h, day in (("H1", "2026-07-05"), ("H2", "2026-07-03"), ("H3", "2026-06-01"))])
+            conn.execute(insert(assessments), [
+                {"assessment_id": f"a{h}", "request_id": f"r{h}", "household_id": h, "assessed_on": day,
+                 "assessor": "社工1", "instrument_version": "1", "domains": json.dumps(domains), "recorded_at": now,
+                 "caller": "{}"}
+                for h, day, domains in (("H1", "2026-07-10", [{"domain": "medical", "level": 2}]),
+                                        ("H2", "2026-07-04", [{"domain": "medical", "level": 0}]))])
+            conn.execute(insert(plan_measures).values(
+                measure_id="m1", household_id="H1", town="leyu", measure="medical_assistance", owner="minzheng",
+                due="2026-08-11", proposed_because="[]", created_at=dt.datetime(2026, 7, 12, 3, tzinfo=dt.UTC),
+                caller="{}"))
+            conn.execute(insert(plan_events), [
+                {"measure_id": "m1", "household_id": "H1", "status": s, "actor": "社工1", "happened_on": d,
+                 "note": None, "recorded_at": now, "caller": "{}"}
+                for s, d in (("proposed", "2026-07-12"), ("agreed", "2026-07-14"), ("in_progress", "2026-07-15"),
+                             ("delivered", "2026-07-20"))])
+        rows = funnel(funnel_facts(audit.engine))
+        by = {(r["risk"], r["town"]): r for r in rows}
+        assert by[("illness_poverty", "leyu")]["steps"] == {
+            "flagged": 2, "visited": 2, "need_confirmed": 1, "plan_drafted": 1, "delivered": 1}
+        assert by[("illness_poverty", "leyu")]["median_days"] == {
+            "visited": 4.0, "need_confirmed": 5.0, "plan_drafted": 2.0, "delivered": 8.0}
+        # a visit before the flag is no visit after it
+        assert by[("illness_poverty", "yangshe")]["steps"] == {
+            "flagged": 1, "visited": 0, "need_confirmed": 0, "plan_drafted": 0, "delivered": 0}
+        assert by[("illness_poverty", "yangshe")]["median_days"]["visited"] is None
+        assert by[("elderly_care_need", "leyu")]["steps"] == {  # H4 has no visit (H1's is not its)
+            "flagged": 1, "visited": 0, "need_confirmed": 0, "plan_drafted": 0, "delivered": 0}
+        assert totals(rows, "illness_poverty")["flagged"] == 3
+        assert [r["town"] for r in funnel(funnel_facts(audit.engine), {"yangshe"})] == ["yangshe"]
+        assert "H1" not in json.dumps(rows)  # counts only
+
+
+# ---- the worklist's overdue follow-ups ---------------------------------------------------------------------
+def test_the_worklist_lists_overdue_measures_in_a_sheet_and_a_csv(tmp_path):
+    from openpyxl import Workbook, load_workbook
+
+    from batch.followups import CSV_NAME, SHEET, write_followups
+
+    excel = tmp_path / "worklist.xlsx"
+    Workbook().save(excel)
+    assert write_followups(tmp_path, excel, "2026-09-01", None, BOOK) is None  # no store: skipped
+    assert load_workbook(excel).sheetnames == ["Sheet"]
+    with created_store("sqlite", tmp_path) as (audit, url):
+        store = PlanStore(audit.engine)
+        on = dt.date(2026, 7, 1)
+        draft_plan(store, file_with("medical_assistance", "temporary_assistance", "elderly_care"), BOOK, {},
+                   on=on, actor="社工1")
+        draft_plan(store, file_with("employment_aid", hid="+H9", town="yangshe"), BOOK, {}, on=on, actor="社工1")
+        ids = {m.measure: m.measure_id for m in store.plan("H1")}
+        move(store, store.measure(ids["temporary_assistance"]), "declined", actor="社工1", on=on, note="不需要",
+             today=TODAY)
+        move(store, store.measure(ids["medical_assistance"]), "agreed", actor="=HYPERLINK(\"x\")",
+             on=dt.date(2026, 7, 2), note=None, today=TODAY)
+        path = write_followups(tmp_path, excel, "2026-09-01", url, BOOK)
+    assert path == tmp_path / CSV_NAME
+    wb = load_workbook(excel)
+    assert wb.sheetnames == ["Sheet", SHEET]
+    rows = list(wb[SHEET].iter_rows(min_row=2, values_only=True))
+    assert rows[0][:7] == ("镇（街道）", "户编号", "措施", "责任部门", "到期日", "逾期天数", "当前状态")
+    body = [r[:7] for r in rows[1:]]
+    assert body == [("乐余", "H1", "居家养老服务、高龄津贴", "民政", "2026-07-31", 32, "已提出"),
+                    ("乐余", "H1", "医疗救助", "民政", "2026-07-31", 32, "户方同意"),
+                    ("杨舍", "'+H9", "就业援助、公益性岗位", "人社", "2026-07-31", 32, "已提出")]  # neutralised
+    assert rows[2][7] == '2026-07-02 =HYPERLINK("x")'  # the latest move: its day and actor
+    assert ",'+H9," in path.read_text(encoding="utf-8-sig")  # the CSV neutralises as the sheet does
