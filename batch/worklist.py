@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from batch.excel import write_workbook
+from batch.followups import write_followups
 from batch.run import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE, BatchSummary
 from features.build import build_features
 from features.cells import neutralise_frame, unique_file_name
@@ -48,6 +49,7 @@ class WorklistFiles:
     csv: dict[str, Path]     # per town code
     excel: Path
     listed: dict[str, int]   # households listed per town
+    overdue: Path | None = None  # overdue_followups.csv (batch.followups); None when no store was given
 
 
 def town_capacity(capacity: float | int, households: int) -> int:
@@ -105,7 +107,8 @@ def _worklist_row(rank: int, row: Any, town_name: str, risks: Sequence[str], rea
 
 
 def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables | str | Path, out_dir: str | Path,
-                   capacity_per_town: float | int, advisor: Advisor, *, progress: bool = True) -> WorklistFiles:
+                   capacity_per_town: float | int, advisor: Advisor, *, progress: bool = True,
+                   record_url: str | None = None) -> WorklistFiles:
     """Tomorrow's visits: per town, the households flagged for any risk, highest flagged probability
     first, as many as the town's capacity (:func:`town_capacity`; fewer when fewer are flagged);
     each once, with all its flagged risks, their probabilities, top reasons, today's lists, the
@@ -118,7 +121,9 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     (``files.csv`` says which, per town), a cell that Excel would run as a formula is text.
 
     ``batch``: a :class:`BatchSummary` or the folder :func:`run_batch` wrote; ``tables``: the same
-    data the batch scored (a :class:`CityTables` avoids reading it again).
+    data the batch scored (a :class:`CityTables` avoids reading it again). ``record_url``: the store
+    whose households' plans are read for the follow-ups past due (:mod:`batch.followups`: a CSV and a
+    逾期帮扶措施 sheet); without it they are skipped, and the log says so.
     """
     from tqdm.auto import tqdm
 
@@ -180,4 +185,5 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     excel = out / "worklist.xlsx"
     write_workbook(excel, sheets, pd.DataFrame(overview), as_of, models, TOWNS, WORKLIST_COLUMNS, WRAPPED)
     log.info("worklist %s: %d households in %d towns", as_of, sum(len(f) for f in sheets.values()), len(sheets))
-    return WorklistFiles(csv=files, excel=excel, listed={t: len(f) for t, f in sheets.items()})
+    overdue = write_followups(out, excel, as_of, record_url, advisor.measures)
+    return WorklistFiles(csv=files, excel=excel, listed={t: len(f) for t, f in sheets.items()}, overdue=overdue)

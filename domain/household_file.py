@@ -7,11 +7,13 @@ request (or no request ever did), the latest part comes from that run's outputs
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
 from domain.advice import Advisor
 from domain.nightly_file import batch_file
+from domain.plans import plan_view
 from features.build import build_features
 from features.catalog import FEATURES
 from features.tables import tables_from_bundle
@@ -19,6 +21,7 @@ from models.explain import format_value
 from store.audit import AuditRecord, AuditStore
 from store.feedback import FeedbackStore
 from store.history import household_batches, latest_run_of
+from store.plans import PlanStore
 
 HISTORY_LIMIT = 100
 _SOURCES = {"score": "api_request", "batch": "api_batch"}
@@ -43,8 +46,9 @@ def _features(values: dict[str, float | None]) -> list[dict[str, Any]]:
 
 
 def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
-                   household_id: str) -> dict[str, Any] | None:
-    """None when the service has never scored the household."""
+                   household_id: str, plans: PlanStore | None = None) -> dict[str, Any] | None:
+    """None when the service has never scored the household. ``plans``: the plan store, for the
+    file's ``plan`` (一户一策; empty without it)."""
     records = audit.query(household_id=household_id, limit=HISTORY_LIMIT)
     batches = household_batches(audit.engine, household_id, limit=HISTORY_LIMIT)
     if not records and not batches:
@@ -53,6 +57,9 @@ def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
     answer: dict[str, Any] = {"household_id": household_id, "latest": None, "features": [], "scores": [],
                               "lists": [], "eligibility": None, "warm_list": [], "history": history[:HISTORY_LIMIT],
                               "feedback": [fb.as_dict() for fb in feedback.for_household(household_id)]}
+    if plans is not None:  # the household's plan (一户一策)
+        answer["plan"] = plan_view(household_id, plans.plan(household_id), advisor.measures,
+                                   dt.date.today())["measures"]
     latest = next((r for r in records if r.purged_at is None), None)  # a purged record has no bundle left
     run = latest_run_of(audit.engine, household_id) if batches else None
     if run is not None and (latest is None or run.created_at > latest.created_at):

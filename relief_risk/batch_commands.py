@@ -102,6 +102,8 @@ def worklist_lines(summary: BatchSummary, files: WorklistFiles, seconds: float) 
               + (f" (most: {busiest})" if busiest else ""),
               f"worklist files: {files.excel} and {files.excel.parent / 'worklist_<town>.csv'} ({len(files.csv)} "
               "towns, UTF-8 with BOM)",
+              f"overdue plan measures: {files.overdue} and the sheet 逾期帮扶措施" if files.overdue else
+              "overdue plan measures: skipped, no store given (--record-url or RELIEF_RISK_AUDIT_URL)",
               f"time: {seconds:.1f} s (batch {summary.seconds.get('total', 0.0):.1f} s), peak memory "
               f"{summary.peak_rss_mb:,.0f} MB"]
     return lines
@@ -129,9 +131,13 @@ def _worklist_command(a: argparse.Namespace) -> int:
                         record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
                         lists=advisor.lists, source=a.data, previous=a.previous)
     capacity = float(a.capacity) if float(a.capacity) < 1 else int(float(a.capacity))
-    files = write_worklist(summary, city, a.out, capacity, advisor, progress=not a.no_progress)
+    # the overdue follow-ups are read from the store named, even with --no-record (which only keeps
+    # this run out of it)
+    files = write_worklist(summary, city, a.out, capacity, advisor, progress=not a.no_progress,
+                           record_url=a.record_url)
     if a.json:
         print(json.dumps({"batch": summary.as_dict(), "excel": str(files.excel),
+                          "overdue": str(files.overdue) if files.overdue else None,
                           "csv": {t: str(p) for t, p in files.csv.items()}, "listed": files.listed},
                          ensure_ascii=False))
     else:

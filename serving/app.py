@@ -29,7 +29,7 @@ from serving.deps import StoreGate, Workers
 from serving.limits import BodySizeLimit
 from serving.metrics import Metrics
 from serving.routers import ROUTERS
-from serving.schemas import BatchRequest, FeedbackRequest
+from serving.schemas import BatchRequest, FeedbackRequest, PlanDraftRequest, PlanEventRequest
 from serving.settings import Settings
 from serving.throttle import Window, parse_rate
 from serving.ui import router as ui_router
@@ -37,6 +37,7 @@ from store.access import AccessLog
 from store.audit import AuditStore
 from store.checkpoint import Checkpointer
 from store.feedback import FeedbackStore
+from store.plans import PlanStore
 from store.writer import GroupCommitter
 
 log = logging.getLogger("relief_risk.serving")
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.workers = Workers(settings.scoring_threads)
         state.feedback = FeedbackStore(state.audit.engine)
         state.access = AccessLog(state.audit)
+        state.plans = PlanStore(state.audit.engine)
         state.checkpointer = None
         if settings.checkpoint_key and settings.checkpoint_file:  # a bad or open key stops the start here
             state.checkpointer = Checkpointer(state.audit, settings.checkpoint_key, settings.checkpoint_file,
@@ -121,5 +123,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(ui_router)  # the auditor's web pages under /ui
     docs.install(app)
-    add_schemas(app, Bundle, BatchRequest, FeedbackRequest)  # bodies the routes read themselves
+    add_schemas(app, Bundle, BatchRequest, FeedbackRequest, PlanDraftRequest,  # bodies the routes read themselves
+                PlanEventRequest)
     return app

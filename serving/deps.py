@@ -31,6 +31,7 @@ from serving.errors import BadRequest, NotReady, StoreUnavailable
 from store.access import AccessLog, Caller
 from store.audit import AuditStore
 from store.feedback import FeedbackStore
+from store.plans import PlanStore
 from store.writer import GroupCommitter
 
 T = TypeVar("T")
@@ -120,6 +121,7 @@ audit = _behind_gate("audit")
 committer = _behind_gate("committer")
 feedback = _behind_gate("feedback")
 access = _behind_gate("access")
+plans = _behind_gate("plans")
 
 
 def town_refused(caller: Caller, town: str) -> None:
@@ -154,3 +156,4 @@ FeedbackDep = Annotated[FeedbackStore, Depends(feedback)]
 AdvisorDep = Annotated[Advisor, Depends(advisor)]
 AccessDep = Annotated[AccessLog, Depends(access)]
 PolicyDep = Annotated[PolicyBook, Depends(policy)]
+PlansDep = Annotated[PlanStore, Depends(plans)]

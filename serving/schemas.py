@@ -135,9 +135,21 @@ class ModelInfo(BaseModel):
                                                              "(caseworkers' feedback, all versions)")
 
 
+class FunnelRow(BaseModel):
+    risk: str
+    town: str | None
+    steps: dict[str, int] = Field(description="households at each step: flagged, visited, need_confirmed, "
+                                              "plan_drafted, delivered")
+    median_days: dict[str, float | None] = Field(description="per step after the first, the median days from the "
+                                                             "step before (None: no household got there)")
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
     missing: list[str] = Field([], description="configured risks with no model under the alias (not served)")
+    funnel: list[FunnelRow] = Field([], description="from discovery to help, per risk and town: households flagged, "
+                                                    "visited, need confirmed, plan drafted, a measure delivered "
+                                                    "(counts only, no household ids)")
 
 
 class PolicyStep(BaseModel):
@@ -254,6 +266,76 @@ class AccessPage(BaseModel):
 
 
 # ---- the household file (一户一档) ---------------------------------------------------------------
+# ---- one household, one plan (一户一策) -----------------------------------------------------------
+PLAN_STATUSES = ("proposed", "agreed", "in_progress", "delivered", "declined", "cancelled")  # domain.plans.MOVES
+# a caseworker's pseudonymous id or name as the platform gives it: no control character (PostgreSQL
+# refuses NUL), not blank
+Actor = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64,
+                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+Note = Annotated[str, StringConstraints(strict=True, max_length=2000,
+                                        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+
+
+class PlanDraftRequest(StrictModel):
+    """Drafting a household's plan: ``{}`` is enough."""
+
+    actor: Actor | None = Field(None, description="who drafts (default: the key's fingerprint)")
+    on: IsoDate | None = Field(None, description="the drafting date, from which due dates count (default: today)")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {}, {"actor": "社工0231", "on": "2026-07-08"}]})
+
+
+class PlanEventRequest(StrictModel):
+    """A move of one plan measure's status."""
+
+    status: Literal[PLAN_STATUSES]  # type: ignore[valid-type]
+    actor: Actor
+    on: IsoDate = Field(description="the day it happened; not in the future, not before the measure's previous event")
+    note: Note | None = Field(None, description="why; required for declined and cancelled")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"status": "agreed", "actor": "社工0231", "on": "2026-07-10", "note": "户主同意申请"},
+        {"status": "declined", "actor": "社工0231", "on": "2026-07-10", "note": "户方表示暂不需要"}]})
+
+
+class PlanTrigger(BaseModel):
+    kind: Literal["list", "program", "reason", "risk", "need"]
+    id: str
+    label: str
+    level: int | None = None
+
+
+class PlanEventOut(BaseModel):
+    status: str
+    status_label: str = Field(description="中文状态")
+    actor: str
+    on: str = Field(description="the day it happened, YYYY-MM-DD")
+    note: str | None
+    recorded_at: str
+    caller: CallerInfo | None
+
+
+class PlanMeasureOut(BaseModel):
+    measure_id: str
+    measure: str = Field(description="the [[measure]] id of the policy file")
+    label: str = Field(description="中文名称")
+    owner: str = Field(description="the owner department's code")
+    owner_label: str = Field(description="责任部门")
+    due: str
+    status: str | None
+    status_label: str | None = Field(description="中文状态")
+    overdue: bool = Field(description="not final and due before today")
+    proposed_because: list[PlanTrigger]
+    created_at: str
+    events: list[PlanEventOut] = Field(description="every move, oldest first")
+
+
+class PlanResponse(BaseModel):
+    household_id: str
+    measures: list[PlanMeasureOut]
+
+
 class FileFeature(BaseModel):
     feature: str
     label: str = Field(description="中文名称")
@@ -307,6 +389,8 @@ class HouseholdFile(BaseModel):
     history: list[HistoryEntry] = Field(description="score history across API requests and nightly batches, "
                                                     "newest first")
     feedback: list[FeedbackResponse]
+    plan: list[PlanMeasureOut] = Field([], description="帮扶计划（一户一策）: the household's plan measures, "
+                                                         "each with its owner, due date, status and history")
 
 
 # ---- documented error answers (serving/errors.py maps each failure to its status) ----------------

@@ -400,7 +400,10 @@ def test_a_file_without_lists_is_refused(tmp_path):
 
 
 MEASURE = {"id": "bad_measure", "label_zh": "测试", "description_zh": "建议测试", "version": "1",
-           "effective_from": "2025-01-01", "triggers": '[{list = "bad_list"}]'}
+           "effective_from": "2025-01-01", "triggers": '[{list = "bad_list"}]', "owner": '"minzheng"',
+           "due_days": "30"}
+DEPARTMENTS = '[[department]]\nid = "minzheng"\nlabel_zh = "民政"\n'
+KINDS = "['list', 'program', 'reason', 'risk', 'need'] (a need trigger also has a level)"
 M = "[[measure]] #1 'bad_measure'"
 
 
@@ -410,20 +413,33 @@ M = "[[measure]] #1 'bad_measure'"
     ({"triggers": '[{reason = "nope"}]'}, f"{M}, field 'triggers'[0].reason: unknown reason 'nope'"),
     ({"triggers": '[{risk = "not_in_need"}]'}, f"{M}, field 'triggers'[0].risk: unknown risk 'not_in_need'"),
     ({"triggers": '[{feature = "oop_12m"}]'},
-     f"{M}, field 'triggers'[0]: a trigger has exactly one key, one of ['list', 'program', 'reason', 'risk']"),
+     f"{M}, field 'triggers'[0]: a trigger has exactly one key, one of {KINDS}"),
     ({"triggers": '[{list = "bad_list", risk = "illness_poverty"}]'},
-     f"{M}, field 'triggers'[0]: a trigger has exactly one key, one of ['list', 'program', 'reason', 'risk']"),
+     f"{M}, field 'triggers'[0]: a trigger has exactly one key, one of {KINDS}"),
     ({"triggers": None}, f"{M}: missing field 'triggers'"),
     ({"triggers": "[]"}, f"{M}, field 'triggers': must be a non-empty array such as [{{list = \"serious_illness\"}}]"),
     ({"unless": '[{feature = "on_dibao", op = "==", param = "dibao_line"}]'},
      f"{M}, field 'unless'[0].param: only numeric thresholds (value) are allowed here"),
     ({"unless": '[{feature = "on_dibaoo", op = "==", value = 1}]'},
      f"{M}, field 'unless'[0].feature: unknown feature id 'on_dibaoo' (not in features.catalog)"),
+    ({"triggers": '[{need = "hosuing", level = 1}]'},
+     f"{M}, field 'triggers'[0].need: unknown need domain 'hosuing'; known: ['basic_living', 'medical', 'care', "
+     "'education', 'employment', 'housing', 'child_protection', 'social_support']"),
+    ({"triggers": '[{need = "housing", level = 0}]'},
+     f"{M}, field 'triggers'[0].level: must be a whole number ≥ 1, got 0"),
+    ({"triggers": '[{need = "housing"}]'},
+     f"{M}, field 'triggers'[0]: a need trigger has exactly the keys need and level, such as "
+     '{need = "housing", level = 1}'),
+    ({"owner": '"minzhen"'}, f"{M}, field 'owner': unknown department 'minzhen'; known: ['minzheng']"),
+    ({"owner": None}, f"{M}: missing field 'owner'"),
+    ({"due_days": "0"}, f"{M}, field 'due_days': must be a whole number of days from 1 to 366, got 0"),
+    ({"due_days": '"30"'}, f"{M}, field 'due_days': must be a whole number of days from 1 to 366, got '30'"),
 ])
 def test_bad_measure_definitions_are_refused_with_the_measure_and_field(tmp_path, over, message):
     fields = {**MEASURE, **over}
-    lines = [list_toml(), "[[measure]]"] + [
-        f"{k} = {v}" if k in ("triggers", "unless") else f'{k} = "{v}"' for k, v in fields.items() if v is not None]
+    lines = [list_toml(), DEPARTMENTS, "[[measure]]"] + [
+        f"{k} = {v}" if k in ("triggers", "unless", "owner", "due_days") else f'{k} = "{v}"'
+        for k, v in fields.items() if v is not None]
     path = tmp_path / "p.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DefinitionError) as err:
@@ -447,7 +463,8 @@ def fired_by(kind: str, ident: str) -> tuple[list, list, list | None]:
                      "reasons": [{"feature": ident, "label": "标签", "value": 1.0, "contribution": 0.7}]}]
 
 
-TRIGGERS = [(m.id, t.kind, t.id) for m in MEASURES.at(AS_OF) for t in m.triggers]
+# need triggers fire only when a plan is drafted with assessed levels: test_need_triggers_*
+TRIGGERS = [(m.id, t.kind, t.id) for m in MEASURES.at(AS_OF) for t in m.triggers if t.kind != "need"]
 
 
 @pytest.mark.parametrize("measure, kind, ident", TRIGGERS, ids=[f"{m}-{k}-{i}" for m, k, i in TRIGGERS])
@@ -457,6 +474,19 @@ def test_each_trigger_proposes_its_measure_and_is_cited(measure, kind, ident):
     assert {"kind": kind, "id": ident} in [{"kind": p["kind"], "id": p["id"]} for p in item["proposed_by"]]
     assert item["label"] and "建议" in item["detail"] and item["version"] == "2025.1"
     assert all(p["label"] for p in item["proposed_by"])
+
+
+def test_need_triggers_fire_only_with_needs_at_their_level():
+    everything = [{"list": i, "label": x} for i, x in LIST_LABELS.items()]
+    without = {i["measure"] for i in warm_list(everything, [], None, MEASURES, as_of=AS_OF)}
+    assert not without & {"housing_support", "child_protection", "care_services", "social_support"}
+    assert warm_list([], [], None, MEASURES, as_of=AS_OF, needs={}) == []
+    out = warm_list([], [], None, MEASURES, as_of=AS_OF, needs={"housing": 1, "medical": 1, "care": 2})
+    # medical needs level 2 for 医疗救助; care 2 fires both 居家养老服务 (≥2) and 照护服务 (≥1)
+    assert [i["measure"] for i in out] == ["elderly_care", "housing_support", "care_services"]
+    assert out[1]["proposed_by"] == [{"kind": "need", "id": "housing", "label": "住房需求（等级≥1）", "level": 1}]
+    assert [m.owner for m in MEASURES.at(AS_OF) if m.id == "housing_support"] == ["zhujian"]
+    assert MEASURES.department_label("zhujian") == "住建"
 
 
 def test_what_does_not_fire_proposes_nothing():
@@ -477,7 +507,8 @@ def test_everything_at_once_gives_each_measure_once_in_book_order():
               ("illness_poverty", "disability_poverty", "unemployment_poverty", "elderly_care_need",
                "child_in_difficulty")]
     out = warm_list(lists + lists, programs, scores, MEASURES, as_of=AS_OF)
-    assert [i["measure"] for i in out] == [m.id for m in MEASURES.at(AS_OF)]
+    assert [i["measure"] for i in out] == [m.id for m in MEASURES.at(AS_OF)
+                                           if any(t.kind != "need" for t in m.triggers)]
     for item in out:
         cited = [(p["kind"], p["id"]) for p in item["proposed_by"]]
         assert len(cited) == len(set(cited))

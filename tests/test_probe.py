@@ -82,6 +82,8 @@ STORE_ROUTES = {  # what needs the store: 503 when it is down (the probe checks 
     ("POST", "/v1/score"), ("POST", "/v1/score/batch"), ("POST", "/v1/feedback"), ("GET", "/v1/audit"),
     ("GET", "/v1/audit/{request_id}"), ("GET", "/v1/households/{household_id}"), ("GET", "/readyz"),
     ("GET", "/ui/audit"), ("GET", "/ui/audit.csv"), ("GET", "/ui/cases/{request_id}"),
+    ("POST", "/v1/households/{household_id}/plan"), ("GET", "/v1/households/{household_id}/plan"),
+    ("POST", "/v1/households/{household_id}/plan/measures/{measure_id}/events"),
 }
 
 
@@ -185,14 +187,18 @@ class Probe:
         self.failures: list[str] = []
         self.roles: dict[tuple[str, str], dict[str, str]] = {}
         self.request_id = "0" * 32
+        self.measure_id = "0" * 32
         if seed:
             r = client.post("/v1/score", json=valid_bundle(), headers=auth("platform"))
             assert r.status_code == 200, r.text
             self.request_id = r.json()["request_id"]
             fb = client.post("/v1/feedback", json=self.feedback(), headers=auth("platform"))
             assert fb.status_code == 201, fb.text
+            plan = client.post("/v1/households/HPROBE1/plan", json={}, headers=auth("platform"))
+            assert plan.status_code == 201, plan.text
+            self.measure_id = plan.json()["measures"][0]["measure_id"]
         self.valid_path = {"request_id": self.request_id, "household_id": "HPROBE1", "name": "illness_poverty",
-                           "version": "1"}
+                           "version": "1", "measure_id": self.measure_id}
 
     def every_route_once(self) -> dict[tuple[str, str], int]:
         """Each route with valid input and the credentials of a role it admits: {(method, path): status}."""
@@ -212,6 +218,10 @@ class Probe:
             return "json", {"items": [valid_bundle()]}
         if name == "FeedbackRequest":
             return "json", self.feedback()
+        if name == "PlanDraftRequest":
+            return "json", {}
+        if name == "PlanEventRequest":  # a move the lifecycle allows only once: later ones are 409s, never 5xx
+            return "json", {"status": "agreed", "actor": "社工0231", "on": CONTRACT_EXAMPLE["as_of"]}
         assert name is None, f"{route.path}: no valid example of a {name} body: teach Probe.body"
         if route.path.startswith("/ui") and "POST" in route.methods:
             return "form", {"key": KEYS["auditor"], "next": "/ui/audit"}
@@ -335,14 +345,16 @@ def test_the_probe_knows_every_route():
     assert {"/v1/score", "/v1/score/batch", "/v1/feedback", "/v1/policy/check", "/v1/audit",
             "/v1/audit/{request_id}", "/v1/households/{household_id}", "/v1/models", "/healthz", "/readyz",
             "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}",
-            "/v1/lists"} <= paths
+            "/v1/lists", "/v1/households/{household_id}/plan",
+            "/v1/households/{household_id}/plan/measures/{measure_id}/events"} <= paths
     assert "/ui/static/ui.css" not in paths
     assert {"before_seq", "limit", "household_id", "since", "model_name"} <= set(
         query_params(next(r for _, r in CALLS if r.path == "/v1/audit")))
     assert query_params(next(r for _, r in CALLS if r.path == "/v1/lists")) == ["on"]
     # every route that takes a body is probed as JSON (its documented model) or as a page's form
     assert {r.path for _, r in BODY_CALLS} == {r.path for _, r in JSON_CALLS} | {r.path for _, r in FORM_CALLS}
-    assert {documented_body(r) for _, r in JSON_CALLS} == {"Bundle", "BatchRequest", "FeedbackRequest"}
+    assert {documented_body(r) for _, r in JSON_CALLS} == {"Bundle", "BatchRequest", "FeedbackRequest",
+                                                           "PlanDraftRequest", "PlanEventRequest"}
 
 
 def test_every_integer_query_parameter_is_bounded_to_what_the_database_holds():

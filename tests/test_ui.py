@@ -398,3 +398,25 @@ def test_model_page_reports_what_flagged_visits_found(auditor):
     body = auditor.get("/ui/models/illness_poverty").text.split('class="card feedback"')[1].split("</section>")[0]
     assert "被本风险标记后走访的家庭" in body and "核实确为本风险" in body
     assert re.search(r"核实确为本风险 confirmed this need</th><td>\d+（\d+\.\d%）", body), body
+
+
+def test_case_page_shows_the_plan_and_the_model_page_the_funnel(auditor):
+    """帮扶计划（一户一策） on the case page: measures, owners, due dates, statuses in Chinese and each
+    measure's history; the model page's funnel counts the household through to delivered help."""
+    js = score(auditor, household("HUI-PLAN-1", oop=90000.0, income=300.0))
+    assert next(s for s in js["scores"] if s["risk"] == "illness_poverty")["flagged"]
+    r = auditor.post("/v1/households/HUI-PLAN-1/plan", json={}, headers=auth("platform"))
+    assert r.status_code == 201, r.text
+    first = r.json()["measures"][0]
+    today = dt.date.today().isoformat()
+    for status in ("agreed", "in_progress", "delivered"):
+        r = auditor.post(f"/v1/households/HUI-PLAN-1/plan/measures/{first['measure_id']}/events",
+                         json={"status": status, "actor": "社工0231", "on": today}, headers=auth("platform"))
+        assert r.status_code == 201, r.text
+    page = auditor.get(f"/ui/cases/{js['request_id']}").text
+    section = page.split('id="plan"')[1].split("</section>")[0]
+    assert "帮扶计划（一户一策）" in section
+    assert html.escape(first["label"]) in section and first["owner_label"] in section and first["due"] in section
+    assert "已落实" in section and f"{today} 办理中 · 社工0231" in section
+    funnel = auditor.get("/ui/models/illness_poverty").text.split('id="funnel"')[1].split("</section>")[0]
+    assert "至少一项措施已落实（户）" in funnel and '<svg class="chart importance"' in funnel

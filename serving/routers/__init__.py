@@ -1,9 +1,21 @@
 """The API's routes, one router per resource; each translates HTTP into calls of the domain and the
 stores and back, and nothing more."""
 
-from serving.routers import access, audit, feedback, health, households, lists, metrics, models, policy, scores
+from serving.routers import (
+    access,
+    audit,
+    feedback,
+    health,
+    households,
+    lists,
+    metrics,
+    models,
+    plans,
+    policy,
+    scores,
+)
 
-ROUTERS = (health.router, scores.router, audit.router, policy.router, models.router, feedback.router,
-           households.router, access.router, lists.router, metrics.router)
+ROUTERS = (health.router, scores.router, audit.router, policy.router, lists.router, models.router, feedback.router,
+           households.router, plans.router, access.router, metrics.router)
 
 __all__ = ["ROUTERS"]

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
 from domain.household_file import household_file
 from serving.auth import require
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, PlansDep
 from serving.errors import store_down
 from serving.schemas import NOT_FOUND, HouseholdFile
 from store.access import Caller
@@ -23,12 +23,13 @@ router = APIRouter(tags=["households"])
                     "and feedback")
 def household(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
               household_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
-              audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep) -> dict[str, Any]:
+              audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep,
+              plans: PlansDep) -> dict[str, Any]:
     try:
         if caller.towns is not None and not caller.may_see(audit.latest_town(household_id)):
             answer = None  # outside the key's towns: as if the service had never scored it
         else:
-            answer = household_file(audit, feedback, advisor, household_id)
+            answer = household_file(audit, feedback, advisor, household_id, plans)
     except SQLAlchemyError as exc:
         raise store_down("household file unreadable", exc) from exc
     if answer is None:

@@ -7,6 +7,7 @@ no such record) are pages too, through :class:`UIRoute`, not the API's JSON.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -19,7 +20,10 @@ from fastapi.routing import APIRoute
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from domain.funnel import STEP_LABELS, STEPS, funnel
+from domain.funnel import totals as funnel_totals
 from domain.loader import LoadedModel
+from domain.plans import plan_view
 from serving.audit_view import audit_summary, summaries_csv
 from serving.schemas import is_request_id
 from serving.ui import card, evidence, labels
@@ -40,6 +44,7 @@ from serving.ui.session import (
     set_session,
 )
 from store.access import Caller
+from store.funnel import funnel_facts
 
 log = logging.getLogger("relief_risk.serving.ui")
 
@@ -194,7 +199,15 @@ def case_page(request: Request, request_id: str, caller: Auditor) -> HTMLRespons
     access.record("case_page", caller, households=[rec.household_id], requests=[r.request_id for r in history],
                   count=len(history))
     events = access.query(target=rec.household_id, limit=ACCESS_SHOWN)
-    return page("case.html", **_common(request), **case_context(rec, history, head_seq, events))
+    return page("case.html", **_common(request), **case_context(rec, history, head_seq, events),
+                plan=_plan(request, rec.household_id))
+
+
+def _plan(request: Request, household_id: str) -> list[dict[str, Any]]:
+    """The household's plan (一户一策) as the case page shows it: measures, owners, due dates, statuses
+    and each measure's history, in Chinese."""
+    measures = request.app.state.plans.plan(household_id)
+    return plan_view(household_id, measures, request.app.state.advisor.measures, dt.date.today())["measures"]
 
 
 # ---- the audit search ----------------------------------------------------------------------------
@@ -267,7 +280,7 @@ def model_page(request: Request, name: str, caller: Auditor, version: str | None
     return page(
         "model.html", **_common(request), name=name, risk_label=labels.RISKS.get(name, ""), lm=lm, versions=versions,
         shown=shown, run_id=run_id, ev=ev, problems=problems + (ev.problems if ev else []),
-        importance=importance, feedback=_feedback_rates(request, name),
+        importance=importance, feedback=_feedback_rates(request, name), funnel=_funnel(request, name, caller),
         importance_chart=(bar_chart(importance[:IMPORTANCE_CHART_TOP], "平均 |SHAP|（对数几率）")
                           if importance else None),
         calibration_chart=calibration_chart(ev.calibration) if ev and ev.calibration else None,
@@ -281,6 +294,18 @@ def _feedback_rates(request: Request, name: str) -> dict | None:
     except Exception as exc:  # the store unreachable: the page still shows the model
         log.warning("feedback unreadable: %s", type(exc).__name__)
         return None
+
+
+def _funnel(request: Request, name: str, caller: Caller) -> dict | None:
+    """The model's risk through the funnel from flag to delivered help, per town, and a chart of its totals."""
+    try:
+        rows = [r for r in funnel(funnel_facts(request.app.state.audit.engine), caller.towns) if r["risk"] == name]
+    except Exception as exc:  # the store unreachable: the page still shows the model
+        log.warning("funnel unreadable: %s", type(exc).__name__)
+        return None
+    total = funnel_totals(rows, name)
+    return {"rows": rows, "steps": STEPS, "labels": STEP_LABELS,
+            "chart": bar_chart([(STEP_LABELS[s], float(total[s])) for s in STEPS], "户数", digits=0)}
 
 
 def _capacity(logged: str | None, served: float) -> float:
