@@ -35,12 +35,14 @@ from batch.list_changes import (
     resolve_previous,
     write_list_changes,
 )
+from domain.drift import batch_report, batch_window
 from domain.nightly_file import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE
 from features.build import as_timestamp, build_features
 from features.city import CityTables
 from features.io import read_households
 from features.policy import PolicyBook
 from features.tables import Tables
+from models.drift import Thresholds
 
 if TYPE_CHECKING:
     from domain.loader import LoadedModel
@@ -153,8 +155,8 @@ def _chunk_bounds(n: int, chunk: int | None) -> list[tuple[int, int]]:
 def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, models: Sequence[LoadedModel],
               policy: PolicyBook, as_of: dt.date | str | None = None, chunk: int | None = 50_000,
               explain: str = "flagged", record_url: str | None = None, progress: bool = True,
-              lists: Any = None, source: str | Path | None = None, previous: str | Path | None = AUTO
-              ) -> BatchSummary:
+              lists: Any = None, source: str | Path | None = None, previous: str | Path | None = AUTO,
+              monitoring: Thresholds | None = None) -> BatchSummary:
     """Scores every household of ``data`` (a folder of raw tables, or tables already read) with
     every model, chunk by chunk, and writes into ``out_dir``:
 
@@ -174,6 +176,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     city at once. ``lists``: a :class:`policy.lists.ListBook` (None: the packaged definitions).
     ``record_url``: also store the run and every household's scores beside the audit trail
     (:func:`store.history.record_run`), so each household's file shows its batch history.
+    ``monitoring``: the drift thresholds (None: the packaged policy file's ``[monitoring]``); each
+    model that keeps a drift reference gets its report in ``drift.json`` (:mod:`domain.drift`).
     ``source``: the raw-table folder ``data`` was read from, when it is tables already read (the
     summary names it, and the household file reads a household's raw rows there).
     ``previous``: the run to compare the lists with: "auto" (the run before ``as_of`` among
@@ -217,6 +221,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     explained = dict.fromkeys(risks, 0)
     list_counts: dict[str, int] = {}
     flagged_any = 0
+    windows = {m.risk: (m, w) for m in models if (w := batch_window(m, list(m.model.schema.ids))) is not None}
     bounds = _chunk_bounds(city.n, chunk)
     towns = city.household_column("town")
     bar = tqdm(total=city.n, unit="户", unit_scale=True, desc=f"batch {day.isoformat()}", disable=not progress)
@@ -240,6 +245,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
                 any_flag |= flags
                 flagged[risk] += int(flags.sum())
                 p = frame["probability"].to_numpy()
+                if risk in windows:
+                    windows[risk][1].add(model.matrix(features), p)
                 columns |= {f"{risk}__probability": p, f"{risk}__raw_score": frame["raw_score"].to_numpy(),
                             f"{risk}__band": pa.array(frame["band"].to_numpy(dtype=object), pa.string()),
                             f"{risk}__flagged": flags, f"{risk}__model_version": pa.array([version] * (hi - lo))}
@@ -275,6 +282,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         bar.close()
         scores_writer.close()
         explain_writer.close()
+    drift = batch_report(windows, monitoring or Thresholds.load(), day.isoformat(), out) if windows else None
     t = clock.add("write", t)
     files = {"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE)}
     changes = None
@@ -292,7 +300,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         households=city.n, flagged=flagged, flagged_any=flagged_any, explained=explained, lists=list_counts,
         chunk=bounds[0][1] - bounds[0][0], chunks=len(bounds) if city.n else 0, explain=explain, seconds={},
         peak_rss_mb=0.0, rows=city.rows(), dropped_rows=city.dropped,
-        files={**files, "summary": str(out / SUMMARY_FILE)},
+        files={**files, "summary": str(out / SUMMARY_FILE), **({"drift": str(drift)} if drift else {})},
         previous={"out_dir": str(before.out_dir), "as_of": before.as_of} if before is not None else None,
         list_changes=changes,
         data=str(Path(source if source is not None else data).resolve())

@@ -20,5 +20,7 @@ FAIRNESS_GROUPS = FAIRNESS_DIR + "groups.csv"
 FAIRNESS_GAPS = FAIRNESS_DIR + "gaps.csv"
 FAIRNESS_TPR_PLOT = FAIRNESS_DIR + "tpr_by_group.png"
 
+DRIFT_REFERENCE = "monitoring/reference.json"  # also inside the model (model_meta.json "reference")
+
 MODEL_CARD_MD = "model_card.md"
 MODEL_CARD_HTML = "model_card.html"

@@ -22,6 +22,7 @@ from domain.bundle import Bundle
 from domain.loader import load_served
 from domain.scoring import Scorer
 from features.io import load_policy_book
+from models.drift import Thresholds as DriftThresholds
 from policy import load_eligibility
 from serving import docs, errors, middleware
 from serving.bodies import add_schemas
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.login_window = Window(*parse_rate(settings.login_failures))
         state.key_window = Window(*parse_rate(settings.key_rate)) if settings.key_rate else None
         state.eligibility = load_eligibility(settings.policy_path)
+        state.drift_thresholds = DriftThresholds.load(settings.policy_path)
         state.advisor = Advisor.load(settings.policy_path, policy=state.policy)
         state.audit = AuditStore(settings.audit_url)
         state.committer = GroupCommitter(state.audit, on_commit=metrics.committed)

@@ -152,6 +152,39 @@ class ModelsResponse(BaseModel):
                                                     "(counts only, no household ids)")
 
 
+class DriftEntry(BaseModel):
+    feature: str = Field(description="feature id, or `score` for the calibrated probability")
+    label: str = Field(description="中文名称")
+    psi: float | None = Field(description="population stability index against the training reference; null "
+                                          "for an empty window")
+    status: Literal["stable", "watch", "act", "too_few"]
+    status_label: str = Field(description="稳定 / 关注 / 需处置 / 样本不足")
+    bins: list[str] = Field(description="the reference's bins (Chinese labels; the last: missing)")
+    reference: list[float] = Field(description="each bin's share in the training reference")
+    current: list[float] = Field(description="each bin's share in the window")
+
+
+class DriftWindow(BaseModel):
+    since: str | None
+    until: str | None
+    n: int = Field(description="households in the window")
+    limited: bool = Field(description="the window held more records than are read (the newest were read)")
+
+
+class DriftReport(BaseModel):
+    risk: str
+    model: ModelRef
+    source: Literal["api", "nightly_batch"]
+    run_id: str | None = Field(None, description="the nightly batch run (source nightly_batch)")
+    window: DriftWindow
+    n: int
+    n_score: int = Field(description="households scored by this model version (the score's window)")
+    score_psi: float | None
+    score: DriftEntry
+    features: list[DriftEntry] = Field(description="largest PSI first")
+    thresholds: dict[str, float] = Field(description="psi_watch, psi_act, min_window: [monitoring] of the policy file")
+
+
 class PolicyStep(BaseModel):
     label: str = Field(description="中文：这一步检查什么")
     detail: str = Field(description="the arithmetic, with the household's figures and the line")

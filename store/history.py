@@ -82,3 +82,10 @@ def latest_run_of(engine: Engine, household_id: str) -> BatchRun | None:
     with engine.connect() as conn:
         row = conn.execute(stmt).mappings().first()
     return None if row is None else _to_run(row)
+
+
+def latest_run(engine: Engine) -> BatchRun | None:
+    """The newest nightly batch run recorded."""
+    with engine.connect() as conn:
+        row = conn.execute(select(batch_runs).order_by(batch_runs.c.created_at.desc()).limit(1)).mappings().first()
+    return None if row is None else _to_run(row)

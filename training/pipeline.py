@@ -35,6 +35,7 @@ from features.policy import PolicyBook
 from features.risks import RISKS
 from features.tables import Tables
 from models import run_artifacts as artifacts
+from models.drift import Profile
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
 from training.dataset import LABEL_DAYS, Split, build_snapshots, data_span, plan_split, relabel
@@ -234,6 +235,8 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
 
     t0 = time.perf_counter()
     report = evaluate_period(model, test_df, split.test, policy, config.capacity, seed=config.seed)
+    x_test = model.matrix(test_df)  # the drift reference: the latest period, the population the model meets next
+    reference = Profile.of(x_test, schema.ids, model.calibrator.transform(model.raw_score(x_test)))
     report.metrics |= {"train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
                        "best_iteration": float(facts["best_iteration"])}
     b = config.gate
@@ -262,7 +265,8 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
         log_evidence(report, schema_json=schema.to_json(), policy_text=policy_file_text(config.policy_path),
                      snapshot=snapshot_facts)
         model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": dates["test"],
-                           "policy_version": policy.latest.version})
+                           "policy_version": policy.latest.version, "reference": reference.as_dict()})
+        mlflow.log_dict(reference.as_dict(), artifacts.DRIFT_REFERENCE)
         _log_fairness(fairness, f"{config.risk} 各组召回率（{dates['test']}）")
         cmp, best = report.comparison, report.best_rule
         client = MlflowClient()

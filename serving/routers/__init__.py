@@ -10,12 +10,13 @@ from serving.routers import (
     lists,
     metrics,
     models,
+    monitoring,
     plans,
     policy,
     scores,
 )
 
 ROUTERS = (health.router, scores.router, audit.router, policy.router, lists.router, models.router, feedback.router,
-           households.router, plans.router, access.router, metrics.router)
+           households.router, plans.router, access.router, monitoring.router, metrics.router)
 
 __all__ = ["ROUTERS"]

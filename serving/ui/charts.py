@@ -142,6 +142,27 @@ def bar_chart(rows: Sequence[tuple[str, float]], axis_label: str, digits: int = 
                  axis_label=axis_label)
 
 
+def share_chart(bins: Sequence[str], reference: Sequence[float], current: Sequence[float]) -> Chart:
+    """Drift of one variable: per bin, the training reference's share above the window's share
+    (two bars, classes ``reference`` and ``current``; an empty ``current`` draws the reference only)."""
+    rows: list[tuple[str, str, float]] = []
+    for i, label in enumerate(bins):
+        rows.append((label, "reference", float(reference[i])))
+        if current:
+            rows.append(("", "current", float(current[i])))
+    hi = max([v for *_, v in rows] + [0.01])
+    ticks = nice_ticks(0.0, hi * 1.02)
+    hi = max(hi * 1.02, ticks[-1])
+    x = _scale(0.0, hi, LABEL_W, WIDTH - VALUE_W)
+    names = {"reference": "训练参考", "current": "当前窗口"}
+    bars = [Bar(y=TOP + i * ROW_H, x=x(0.0), w=max(x(v) - x(0.0), 1.0), cls=cls, label=label,
+                value_text=f"{v:.1%}", title=f"{bins[i // (2 if current else 1)]} · {names[cls]}：{v:.2%}")
+            for i, (label, cls, v) in enumerate(rows)]
+    return Chart(width=WIDTH, height=TOP + len(rows) * ROW_H + AXIS_H, bars=bars,
+                 ticks=[(x(t), f"{t:.0%}") for t in ticks], zero_x=x(0.0), axis_y=TOP + len(rows) * ROW_H,
+                 axis_label="占比 share（灰：训练参考 reference；红：当前窗口 current）")
+
+
 @dataclass
 class ScatterChart:
     """Observed rate against mean predicted probability, with the diagonal of perfect calibration."""

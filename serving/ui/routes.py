@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from domain.drift import NoReference, api_drift, nightly_drift
 from domain.funnel import STEP_LABELS, STEPS, funnel
 from domain.funnel import totals as funnel_totals
 from domain.loader import LoadedModel
@@ -28,7 +30,7 @@ from serving.audit_view import audit_summary, summaries_csv
 from serving.schemas import is_request_id
 from serving.ui import card, evidence, labels
 from serving.ui.case import case_context, feature_label, history_rows
-from serving.ui.charts import bar_chart, calibration_chart
+from serving.ui.charts import bar_chart, calibration_chart, share_chart
 from serving.ui.pages import HEADERS, STATIC, render
 from serving.ui.search import PAGE_SIZES, parse_form
 from serving.ui.session import (
@@ -50,6 +52,8 @@ log = logging.getLogger("relief_risk.serving.ui")
 
 HISTORY_LIMIT = 100
 IMPORTANCE_CHART_TOP = 20
+DRIFT_CHARTS = 8     # the features drawn on the drift page (largest PSI first); the table lists all
+_DAYS = re.compile(r"^[0-9]{1,4}$")  # ASCII digits only: int() would take "٣" or "1_0"
 
 
 class PageError(Exception):
@@ -286,6 +290,36 @@ def model_page(request: Request, name: str, caller: Auditor, version: str | None
         calibration_chart=calibration_chart(ev.calibration) if ev and ev.calibration else None,
         card=card.parse(ev.model_card_md) if ev and ev.model_card_md else None,
         capacity=_capacity(ev.params.get("capacity") if ev else None, lm.model.thresholds.capacity))
+
+
+@router.get("/models/{name}/drift")
+def drift_page(request: Request, name: str, caller: Auditor, days: str = "30", source: str = "api") -> HTMLResponse:
+    lm = _served_model(request, name)
+    if caller.towns is not None:
+        raise PageError(403, "数据漂移汇总全部镇（街道）的评分，限定镇（街道）的密钥不能查看 "
+                             "a key limited to towns cannot see drift")
+    if not _DAYS.fullmatch(days) or not 1 <= int(days) <= 3650:
+        raise PageError(422, "最近天数须为 1 到 3650 的整数 days must be a whole number from 1 to 3650")
+    if source not in ("api", "nightly_batch"):
+        raise PageError(422, "来源须为 api 或 nightly_batch source must be api or nightly_batch")
+    state = request.app.state
+    try:
+        if source == "nightly_batch":
+            report = nightly_drift(state.audit, lm)
+            if report is None:
+                raise PageError(404, "尚无记录了漂移报告的夜间批量 no nightly batch with a drift report")
+        else:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(days=int(days))
+            report = api_drift(state.audit, lm, since, None, state.drift_thresholds)
+    except NoReference as exc:
+        raise PageError(409, f"该模型版本没有训练参考分布，重新训练后才能监测 {exc}") from exc
+    except SQLAlchemyError as exc:
+        log.warning("audit trail unreadable: %s", type(exc).__name__)
+        raise PageError(503, "审计库暂时无法读取 the audit store is unreachable") from exc
+    shown = [report["score"], *report["features"][:DRIFT_CHARTS]]
+    charts = [(d, share_chart(d["bins"], d["reference"], d["current"])) for d in shown]
+    return page("drift.html", **_common(request), name=name, risk_label=labels.RISKS.get(name, ""), report=report,
+                charts=charts, days=days)
 
 
 def _feedback_rates(request: Request, name: str) -> dict | None:

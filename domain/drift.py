@@ -1,0 +1,110 @@
+"""Drift reports of a served model: the households the API scored in a window, or the latest nightly
+batch, against the reference profile the model keeps from training (:mod:`models.drift`).
+
+The API's window is read from the audit trail: every record keeps each household's full feature
+vector and each risk's probability, so nothing is recomputed. Records scored by another version of
+the model count for the features but not for the score (a score's scale is its model's). The nightly
+batch counts its whole city into the same bins as it scores (``batch.run``) and writes the report
+beside its scores (:data:`DRIFT_FILE`); asking for the batch reads that file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from domain.loader import LoadedModel
+from models.drift import Profile, Thresholds, Window
+from store.audit import AuditStore
+from store.history import latest_run
+
+DRIFT_FILE = "drift.json"
+MAX_WINDOW = 100_000  # records read for one API window, newest first
+
+
+class NoReference(LookupError):
+    """The model version was trained before models kept a drift reference."""
+
+
+def reference_of(lm: LoadedModel) -> Profile:
+    raw = lm.model.meta.get("reference")
+    if raw is None:
+        raise NoReference(f"{lm.name} version {lm.version} keeps no drift reference (trained before drift "
+                          "monitoring); retrain it to monitor it")
+    return Profile.from_dict(raw)
+
+
+def _header(lm: LoadedModel, source: str, since: str | None, until: str | None, n: int,
+            limited: bool) -> dict[str, Any]:
+    return {"risk": lm.risk, "model": {"name": lm.name, "version": lm.version}, "source": source,
+            "window": {"since": since, "until": until, "n": n, "limited": limited}}
+
+
+def api_drift(audit: AuditStore, lm: LoadedModel, since: dt.datetime, until: dt.datetime | None,
+              thresholds: Thresholds, limit: int = MAX_WINDOW) -> dict[str, Any]:
+    """The households the API scored for ``lm``'s risk in [``since``, ``until``) against its reference."""
+    reference = reference_of(lm)
+    ids = list(reference.features)
+    rows: list[list[float]] = []
+    probabilities: list[float] = []
+    texts = audit.scores_window(since, until, limit)
+    for text in texts:
+        for entry in orjson.loads(text):
+            if entry.get("risk") != lm.risk or "features" not in entry:
+                continue
+            values = entry["features"]
+            rows.append([math.nan if values.get(f) is None else float(values[f]) for f in ids])
+            if str(entry.get("model", {}).get("version")) == lm.version:
+                probabilities.append(float(entry["probability"]))
+            break
+    window = Window(reference, ids).add(np.array(rows, dtype="float64").reshape(-1, len(ids)),
+                                        np.array(probabilities, dtype="float64"))
+    report = window.report(thresholds)
+    return _header(lm, "api", since.isoformat(), until.isoformat() if until else None, report.n,
+                   len(texts) >= limit) | report.as_dict(thresholds)
+
+
+def batch_window(lm: LoadedModel, feature_ids: list[str]) -> Window | None:
+    """A window the nightly batch fills chunk by chunk (None: the model keeps no reference)."""
+    try:
+        return Window(reference_of(lm), feature_ids)
+    except NoReference:
+        return None
+
+
+def batch_report(windows: dict[str, tuple[LoadedModel, Window]], thresholds: Thresholds, as_of: str,
+                 out_dir: Path) -> Path:
+    """Writes the nightly batch's drift report, one entry per risk, into ``out_dir``."""
+    doc = {"as_of": as_of, "risks": {risk: _header(lm, "nightly_batch", as_of, as_of, w.n, False)
+                                     | w.report(thresholds).as_dict(thresholds)
+                                     for risk, (lm, w) in windows.items()}}
+    path = Path(out_dir) / DRIFT_FILE
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def nightly_drift(audit: AuditStore, lm: LoadedModel) -> dict[str, Any] | None:
+    """The latest recorded nightly batch's report for ``lm``'s risk (None: no run, or a run without
+    a report for that risk or that model version)."""
+    run = latest_run(audit.engine)
+    if run is None:
+        return None
+    path = Path(run.output) / DRIFT_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    report = doc.get("risks", {}).get(lm.risk)
+    if report is None:
+        return None
+    return report | {"run_id": run.run_id}
+
+
+__all__ = ["DRIFT_FILE", "MAX_WINDOW", "NoReference", "api_drift", "batch_report", "batch_window",
+           "nightly_drift", "reference_of"]
