@@ -13,15 +13,38 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 import statistics
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from store.funnel import FunnelFacts
+from sqlalchemy.engine import Engine
+
+from store.funnel import FunnelFacts, funnel_facts
 
 STEPS = ("flagged", "visited", "need_confirmed", "plan_drafted", "delivered")
 STEP_LABELS = {"flagged": "模型标记", "visited": "已走访", "need_confirmed": "评估确认有需求",
                "plan_drafted": "已制定帮扶计划", "delivered": "至少一项措施已落实"}
+
+
+class FunnelCache:
+    """The store's funnel facts, read at most once per ``ttl`` seconds: they change as visits and
+    help are recorded, not per request, and reading them scans every flag the store keeps, which a
+    service answering ``GET /v1/models`` often must not do each time."""
+
+    def __init__(self, engine: Engine, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.ttl, self.clock = engine, ttl, clock
+        self._lock = threading.Lock()
+        self._facts: FunnelFacts | None = None
+        self._at = -math.inf
+
+    def facts(self) -> FunnelFacts:
+        with self._lock:
+            if self._facts is None or self.clock() - self._at >= self.ttl:
+                self._facts, self._at = funnel_facts(self.engine), self.clock()
+            return self._facts
 
 
 def _first_on_or_after(days: Sequence[str], start: str) -> str | None:

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from domain.advice import Advisor
 from domain.bundle import Bundle
+from domain.funnel import FunnelCache
 from domain.loader import load_served
 from domain.scoring import Scorer
 from features.io import load_policy_book
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.workers = Workers(settings.scoring_threads)
         state.feedback = FeedbackStore(state.audit.engine)
         state.access = AccessLog(state.audit)
+        state.funnel = FunnelCache(state.audit.engine, settings.funnel_ttl)
         state.plans = PlanStore(state.audit.engine)
         state.checkpointer = None
         if settings.checkpoint_key and settings.checkpoint_file:  # a bad or open key stops the start here

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
                                       "bytes, before 413")
     login_failures: str = Field("5/minute", description="failed sign-ins to the auditor's pages allowed per client "
                                 "address before 429 (per worker process)")
+    funnel_ttl: float = Field(60.0, ge=0, le=86_400, description="seconds the funnel from flag to help (GET "
+                              "/v1/models, the model page) is kept before the store is read again")
     key_rate: str | None = Field(None, description="requests allowed per API key, e.g. 600/minute, before 429 "
                                  "(per worker process); unset: no limit")
     secure_cookies: bool = Field(False, description="always set the session cookie's Secure flag (behind a proxy "

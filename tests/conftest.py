@@ -133,7 +133,8 @@ def settings(trained, mlflow_uri, tmp_path_factory):
     from serving.settings import Settings
 
     audit = tmp_path_factory.mktemp("audit") / "audit.db"
-    return Settings(api_keys=KEYS_ENV, audit_url=f"sqlite:///{audit}", mlflow_tracking_uri=mlflow_uri)
+    # funnel_ttl=0: the pages' tests read the funnel right after recording the help they count
+    return Settings(api_keys=KEYS_ENV, audit_url=f"sqlite:///{audit}", mlflow_tracking_uri=mlflow_uri, funnel_ttl=0)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import pytest
 from domain.bundle import CONTRACT_EXAMPLE
 from domain.plans import FINAL, MOVES, BadEvent, MoveNotAllowed, draft_plan, move, proposals
 from policy.warm import load_measures
+from store.funnel import FunnelFacts
 from store.plans import PlanStore, StaleStatus, measure_key
 from tests.conftest import auth
 from tests.test_audit_store import created_store
@@ -299,3 +300,18 @@ def test_the_worklist_lists_overdue_measures_in_a_sheet_and_a_csv(tmp_path):
                     ("杨舍", "'+H9", "就业援助、公益性岗位", "人社", "2026-07-31", 32, "已提出")]  # neutralised
     assert rows[2][7] == '2026-07-02 =HYPERLINK("x")'  # the latest move: its day and actor
     assert ",'+H9," in path.read_text(encoding="utf-8-sig")  # the CSV neutralises as the sheet does
+
+
+def test_the_funnel_cache_reads_the_store_at_most_once_per_ttl(monkeypatch):
+    import domain.funnel as funnel_module
+
+    reads: list[int] = []
+    monkeypatch.setattr(funnel_module, "funnel_facts", lambda engine: reads.append(1) or FunnelFacts())
+    clock = [100.0]
+    cache = funnel_module.FunnelCache(engine=None, ttl=60, clock=lambda: clock[0])  # type: ignore[arg-type]
+    first = cache.facts()
+    clock[0] += 59
+    assert cache.facts() is first and len(reads) == 1
+    clock[0] += 1
+    assert cache.facts() is not first and len(reads) == 2
+    assert funnel_module.FunnelCache(engine=None, ttl=0).facts() is not None  # type: ignore[arg-type]

@@ -11,10 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from domain.funnel import funnel
 from serving.auth import require
-from serving.deps import FeedbackDep, PlansDep, ScorerDep
+from serving.deps import FeedbackDep, ScorerDep
 from serving.schemas import ERRORS, ModelInfo, ModelsResponse
 from store.access import Caller
-from store.funnel import funnel_facts
 
 log = logging.getLogger("relief_risk.serving")
 router = APIRouter(tags=["models"])
@@ -23,10 +22,10 @@ router = APIRouter(tags=["models"])
 @router.get("/v1/models", response_model=ModelsResponse, responses=ERRORS,
             summary="The served model names, versions and aliases, and how often flagged visits confirmed need")
 def models(request: Request, caller: Annotated[Caller, Depends(require("platform", "auditor", "admin"))],
-           scorer: ScorerDep, feedback: FeedbackDep, plans: PlansDep) -> dict[str, Any]:
+           scorer: ScorerDep, feedback: FeedbackDep) -> dict[str, Any]:
     try:
         confirmation = feedback.confirmation()
-        flow = funnel(funnel_facts(plans.engine), caller.towns)  # counts only, a limited key's towns only
+        flow = funnel(request.app.state.funnel.facts(), caller.towns)  # counts only; a limited key's towns
     except SQLAlchemyError as exc:  # the store down: the models are still served and listed
         log.warning("feedback unreadable: %s", type(exc).__name__)
         confirmation, flow = {}, []

@@ -46,7 +46,6 @@ from serving.ui.session import (
     set_session,
 )
 from store.access import Caller
-from store.funnel import funnel_facts
 
 log = logging.getLogger("relief_risk.serving.ui")
 
@@ -333,7 +332,7 @@ def _feedback_rates(request: Request, name: str) -> dict | None:
 def _funnel(request: Request, name: str, caller: Caller) -> dict | None:
     """The model's risk through the funnel from flag to delivered help, per town, and a chart of its totals."""
     try:
-        rows = [r for r in funnel(funnel_facts(request.app.state.audit.engine), caller.towns) if r["risk"] == name]
+        rows = [r for r in funnel(request.app.state.funnel.facts(), caller.towns) if r["risk"] == name]
     except Exception as exc:  # the store unreachable: the page still shows the model
         log.warning("funnel unreadable: %s", type(exc).__name__)
         return None
