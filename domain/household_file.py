@@ -8,7 +8,7 @@ request (or no request ever did), the latest part comes from that run's outputs
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.advice import Advisor
 from domain.nightly_file import batch_file
@@ -19,6 +19,9 @@ from models.explain import format_value
 from store.audit import AuditRecord, AuditStore
 from store.feedback import FeedbackStore
 from store.history import household_batches, latest_run_of
+
+if TYPE_CHECKING:  # domain.needs reads the file: only the type here, not the module
+    from domain.needs import NeedsService
 
 HISTORY_LIMIT = 100
 _SOURCES = {"score": "api_request", "batch": "api_batch"}
@@ -43,8 +46,16 @@ def _features(values: dict[str, float | None]) -> list[dict[str, Any]]:
 
 
 def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
-                   household_id: str) -> dict[str, Any] | None:
-    """None when the service has never scored the household."""
+                   household_id: str, needs: NeedsService | None = None) -> dict[str, Any] | None:
+    """None when the service has never scored the household. ``needs``: add the needs assessment
+    (``needs``: data levels of the latest part with the visits since, :mod:`domain.needs`)."""
+    answer = _file(audit, feedback, advisor, household_id)
+    if answer is not None and needs is not None:  # 需求评估
+        answer["needs"] = needs.of_file(answer)
+    return answer
+
+
+def _file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor, household_id: str) -> dict[str, Any] | None:
     records = audit.query(household_id=household_id, limit=HISTORY_LIMIT)
     batches = household_batches(audit.engine, household_id, limit=HISTORY_LIMIT)
     if not records and not batches:

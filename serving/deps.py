@@ -24,6 +24,7 @@ from fastapi import Depends, HTTPException, Request
 
 from domain.advice import Advisor
 from domain.bundle import parse_bundle
+from domain.needs import NeedsService
 from domain.scoring import Scorer
 from features.policy import PolicyBook
 from serving.bodies import json_body
@@ -120,6 +121,7 @@ audit = _behind_gate("audit")
 committer = _behind_gate("committer")
 feedback = _behind_gate("feedback")
 access = _behind_gate("access")
+needs = _behind_gate("needs")
 
 
 def town_refused(caller: Caller, town: str) -> None:
@@ -154,3 +156,4 @@ FeedbackDep = Annotated[FeedbackStore, Depends(feedback)]
 AdvisorDep = Annotated[Advisor, Depends(advisor)]
 AccessDep = Annotated[AccessLog, Depends(access)]
 PolicyDep = Annotated[PolicyBook, Depends(policy)]
+NeedsDep = Annotated[NeedsService, Depends(needs)]

@@ -1,9 +1,9 @@
 """The API's routes, one router per resource; each translates HTTP into calls of the domain and the
 stores and back, and nothing more."""
 
-from serving.routers import access, audit, feedback, health, households, metrics, models, policy, scores
+from serving.routers import access, audit, feedback, health, households, metrics, models, needs, policy, scores
 
 ROUTERS = (health.router, scores.router, audit.router, policy.router, models.router, feedback.router,
-           households.router, access.router, metrics.router)
+           households.router, needs.router, access.router, metrics.router)
 
 __all__ = ["ROUTERS"]
