@@ -194,7 +194,9 @@ def case_page(request: Request, request_id: str, caller: Auditor) -> HTMLRespons
     access.record("case_page", caller, households=[rec.household_id], requests=[r.request_id for r in history],
                   count=len(history))
     events = access.query(target=rec.household_id, limit=ACCESS_SHOWN)
-    return page("case.html", **_common(request), **case_context(rec, history, head_seq, events))
+    state = request.app.state  # 需求评估: the household's needs from its latest score and the visits since
+    needs = state.needs.for_household(store, state.feedback, state.advisor, rec.household_id)
+    return page("case.html", **_common(request), **case_context(rec, history, head_seq, events), needs=needs)
 
 
 # ---- the audit search ----------------------------------------------------------------------------
