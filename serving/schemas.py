@@ -243,7 +243,17 @@ class AccessPage(BaseModel):
 # ---- needs assessments (困难群众需求评估) ---------------------------------------------------------
 # text a caseworker types: any character but the controls (newlines and tabs allowed; PostgreSQL
 # refuses NUL), and not only spaces
-_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*\S[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROLS.search(value):
+        raise ValueError("must not hold control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 Level = Annotated[int, Field(strict=True, ge=0, le=3, description="0 no need, 1 一般, 2 较大, 3 紧急")]
 
 
@@ -252,8 +262,8 @@ class DomainAssessmentIn(StrictModel):
         description="a domain of the instrument in force on assessed_on (basic_living, medical, care, education, "
                     "employment, housing, child_protection, social_support)")
     level: Level
-    evidence: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=EVIDENCE_MAX,
-                                               pattern=_TEXT_PATTERN)] = Field(
+    evidence: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=EVIDENCE_MAX),
+                        AfterValidator(_plain_text)] = Field(
         description=f"what the visit found, in the caseworker's words (at most {EVIDENCE_MAX} characters)")
 
 
@@ -264,8 +274,8 @@ class AssessmentRequest(StrictModel):
     assessed_on: IsoDate
     assessor: Id = Field(description="the caseworker's pseudonymous id")
     domains: Annotated[list[DomainAssessmentIn], Field(min_length=1, max_length=16)]
-    note: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=NOTE_MAX,
-                                           pattern=_TEXT_PATTERN)] | None = None
+    note: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=NOTE_MAX),
+                    AfterValidator(_plain_text)] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
         {"request_id": "3f2a…", "assessed_on": "2026-07-08", "assessor": "SW0012",

@@ -224,10 +224,11 @@ def test_a_visit_overrides_a_domain_and_the_grade_follows(api):
     assert before["as_of"] == f.AS_OF and before["instrument_version"] == "2025.1"
     assert by_domain(before)["social_support"]["level"] == 0 and before["assessments"] == []
     data_medical = by_domain(before)["medical"]
-    # one domain at 2: 二级; then a later visit adds another at 2: 一级 (two domains at 2 or above)
+    # a visit sets medical to 2: one domain at 2 is 二级; a later one lowers it and adds social support;
+    # after a new score only visits since its as_of count, and an urgent housing need makes it 一级
+    words = "户主糖尿病并发症，需长期用药，医保目录外药费较多"
     r = assess(api, request_id=rid, assessed_on="2026-07-08", assessor="SW0012",
-               domains=[{"domain": "medical", "level": 2, "evidence": "户主糖尿病并发症，需长期用药，医保目录外药费较多"}],
-               note="约定两周后回访")
+               domains=[{"domain": "medical", "level": 2, "evidence": words}], note="约定两周后回访")
     assert r.status_code == 201, r.text
     stored = r.json()
     assert stored["instrument_version"] == "2025.1" and stored["household_id"] == h and stored["assessment_id"]
@@ -235,7 +236,7 @@ def test_a_visit_overrides_a_domain_and_the_grade_follows(api):
     first = needs_of(api, h)
     med = by_domain(first)["medical"]
     assert med["level"] == 2 and med["set_by"] == "visit" and med["data_level"] == data_medical["level"]
-    assert med["evidence"][0] == {"source": "visit", "text": "户主糖尿病并发症，需长期用药，医保目录外药费较多",
+    assert med["evidence"][0] == {"source": "visit", "text": words,
                                   "level": 2, "rule": None, "assessor": "SW0012", "assessed_on": "2026-07-08",
                                   "assessment_id": stored["assessment_id"]}
     assert med["evidence"][1:] == data_medical["evidence"]  # the data's evidence stays visible
@@ -267,9 +268,10 @@ def test_a_visit_overrides_a_domain_and_the_grade_follows(api):
     assert by_domain(now)["housing"]["level"] == 3 and now["overall_level"] == 3
     assert now["overall_label"] == "一级（重点关注，每月走访）"
     # the reads are in the access log
-    events = api.get("/v1/access", params={"household_id": h, "action": "needs"}, headers=auth("auditor"))
+    events = api.get("/v1/access", params={"target": h, "action": "needs"}, headers=auth("auditor"))
     assert events.status_code == 200, events.text
-    assert len([e for e in events.json()["events"] if e["action"] == "needs"]) >= 5
+    found = events.json()["events"]
+    assert len(found) == 5 and all(e["action"] == "needs" and e["households"] == [h] for e in found)
 
 
 GOOD = {"assessed_on": "2026-07-08", "assessor": "SW0012",
@@ -304,6 +306,7 @@ def _domain(**change) -> dict:
     ({"assessor": ""}, ["body", "assessor"]),
     ({"assessor": "x" * 65}, ["body", "assessor"]),
     ({"note": "y" * 2001}, ["body", "note"]),
+    ({"note": "a\x00b"}, ["body", "note"]),
     ({"household_id": "H1"}, ["body", "household_id"]),
     ({"request_id": "../../etc"}, ["body", "request_id"]),
 ])
