@@ -411,3 +411,23 @@ def test_the_case_page_shows_the_needs_assessment_in_a_browser(live_server, api)
             assert "入户走访" in visit.inner_text()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_the_case_page_has_a_needs_section(scoped_client):
+    """The same section as in the browser, read as HTML (the browser test needs Chromium)."""
+    c = scoped_client
+    h = hid()
+    rid = c.post("/v1/score", json=_ill(h), headers=auth("platform")).json()["request_id"]
+    visit = {"request_id": rid, "assessed_on": "2026-07-08", "assessor": "SW0077",
+             "domains": [{"domain": "social_support", "level": 2, "evidence": "独自照顾病人，<压力>很大"}]}
+    assert c.post("/v1/assessments", headers=auth("platform"), json=visit).status_code == 201
+    page = c.get(f"/ui/cases/{rid}", headers=auth("auditor"))
+    assert page.status_code == 200
+    text = page.text
+    section = text[text.index('<section class="card needs" id="needs">'):]
+    section = section[:section.index("</section>")]
+    assert "需求评估" in section and "一级（重点关注，每月走访）" in section
+    assert 'data-domain="medical" data-level="3"' in section and "紧急需求" in section
+    assert "独自照顾病人，&lt;压力&gt;很大" in section and "SW0077" in section and "2026-07-08" in section
+    assert "入户走访" in section and "重点人群名单" in section
