@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.advice import Advisor
 from domain.nightly_file import batch_file
@@ -22,6 +22,9 @@ from store.audit import AuditRecord, AuditStore
 from store.feedback import FeedbackStore
 from store.history import household_batches, latest_run_of
 from store.plans import PlanStore
+
+if TYPE_CHECKING:  # domain.needs reads the file: only the type here, not the module
+    from domain.needs import NeedsService
 
 HISTORY_LIMIT = 100
 _SOURCES = {"score": "api_request", "batch": "api_batch"}
@@ -46,9 +49,23 @@ def _features(values: dict[str, float | None]) -> list[dict[str, Any]]:
 
 
 def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
-                   household_id: str, plans: PlanStore | None = None) -> dict[str, Any] | None:
+                   household_id: str, plans: PlanStore | None = None,
+                   needs: NeedsService | None = None) -> dict[str, Any] | None:
     """None when the service has never scored the household. ``plans``: the plan store, for the
-    file's ``plan`` (一户一策; empty without it)."""
+    file's ``plan`` (一户一策; none without it). ``needs``: add the needs assessment (data levels of
+    the latest part with the visits since, :mod:`domain.needs`)."""
+    answer = _file(audit, feedback, advisor, household_id)
+    if answer is None:
+        return None
+    if plans is not None:  # the household's plan (一户一策)
+        answer["plan"] = plan_view(household_id, plans.plan(household_id), advisor.measures,
+                                   dt.date.today())["measures"]
+    if needs is not None:  # 需求评估
+        answer["needs"] = needs.of_file(answer)
+    return answer
+
+
+def _file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor, household_id: str) -> dict[str, Any] | None:
     records = audit.query(household_id=household_id, limit=HISTORY_LIMIT)
     batches = household_batches(audit.engine, household_id, limit=HISTORY_LIMIT)
     if not records and not batches:
@@ -57,9 +74,6 @@ def household_file(audit: AuditStore, feedback: FeedbackStore, advisor: Advisor,
     answer: dict[str, Any] = {"household_id": household_id, "latest": None, "features": [], "scores": [],
                               "lists": [], "eligibility": None, "warm_list": [], "history": history[:HISTORY_LIMIT],
                               "feedback": [fb.as_dict() for fb in feedback.for_household(household_id)]}
-    if plans is not None:  # the household's plan (一户一策)
-        answer["plan"] = plan_view(household_id, plans.plan(household_id), advisor.measures,
-                                   dt.date.today())["measures"]
     latest = next((r for r in records if r.purged_at is None), None)  # a purged record has no bundle left
     run = latest_run_of(audit.engine, household_id) if batches else None
     if run is not None and (latest is None or run.created_at > latest.created_at):

@@ -34,7 +34,7 @@ PROGRAMS = {"dibao": "低保", "dibao_edge": "低保边缘", "tekun": "特困", 
 ROLES = {"platform": "救助平台", "auditor": "审计员", "admin": "管理员"}
 ACTIONS = {"household_file": "查看户档案", "audit_record": "查看审计记录", "audit_search": "查询审计记录",
            "audit_export": "导出审计记录", "case_page": "查看个案页", "policy_check": "政策计算",
-           "access_search": "查询访问日志",
+           "access_search": "查询访问日志", "needs": "查看需求评估",
            "plan": "查看帮扶计划", "plan_draft": "制定帮扶计划", "plan_event": "记录帮扶措施进展"}
 
 TABLES: dict[str, dict[Any, str]] = {

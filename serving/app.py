@@ -21,6 +21,7 @@ from domain.advice import Advisor
 from domain.bundle import Bundle
 from domain.funnel import FunnelCache
 from domain.loader import load_served
+from domain.needs import NeedsService
 from domain.scoring import Scorer
 from features.io import load_policy_book
 from models.drift import Thresholds as DriftThresholds
@@ -31,11 +32,12 @@ from serving.deps import StoreGate, Workers
 from serving.limits import BodySizeLimit
 from serving.metrics import Metrics
 from serving.routers import ROUTERS
-from serving.schemas import BatchRequest, FeedbackRequest, PlanDraftRequest, PlanEventRequest
+from serving.schemas import AssessmentRequest, BatchRequest, FeedbackRequest, PlanDraftRequest, PlanEventRequest
 from serving.settings import Settings
 from serving.throttle import Window, parse_rate
 from serving.ui import router as ui_router
 from store.access import AccessLog
+from store.assessments import AssessmentStore
 from store.audit import AuditStore
 from store.checkpoint import Checkpointer
 from store.feedback import FeedbackStore
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.access = AccessLog(state.audit)
         state.funnel = FunnelCache(state.audit.engine, settings.funnel_ttl)
         state.plans = PlanStore(state.audit.engine)
+        state.needs = NeedsService.load(AssessmentStore(state.audit.engine), state.policy, settings.policy_path)
         state.checkpointer = None
         if settings.checkpoint_key and settings.checkpoint_file:  # a bad or open key stops the start here
             state.checkpointer = Checkpointer(state.audit, settings.checkpoint_key, settings.checkpoint_file,
@@ -127,6 +130,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(ui_router)  # the auditor's web pages under /ui
     docs.install(app)
-    add_schemas(app, Bundle, BatchRequest, FeedbackRequest, PlanDraftRequest,  # bodies the routes read themselves
-                PlanEventRequest)
+    add_schemas(app, Bundle, BatchRequest, FeedbackRequest, AssessmentRequest,  # bodies the routes read themselves
+                PlanDraftRequest, PlanEventRequest)
     return app

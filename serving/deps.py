@@ -24,6 +24,7 @@ from fastapi import Depends, HTTPException, Request
 
 from domain.advice import Advisor
 from domain.bundle import parse_bundle
+from domain.needs import NeedsService
 from domain.scoring import Scorer
 from features.policy import PolicyBook
 from serving.bodies import json_body
@@ -122,6 +123,7 @@ committer = _behind_gate("committer")
 feedback = _behind_gate("feedback")
 access = _behind_gate("access")
 plans = _behind_gate("plans")
+needs = _behind_gate("needs")
 
 
 def town_refused(caller: Caller, town: str) -> None:
@@ -157,3 +159,4 @@ AdvisorDep = Annotated[Advisor, Depends(advisor)]
 AccessDep = Annotated[AccessLog, Depends(access)]
 PolicyDep = Annotated[PolicyBook, Depends(policy)]
 PlansDep = Annotated[PlanStore, Depends(plans)]
+NeedsDep = Annotated[NeedsService, Depends(needs)]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.bundle import MAX_BATCH, Bundle, Id, IsoDate, StrictModel  # noqa: F401 - Bundle: the body of several routes
+from domain.needs import EVIDENCE_MAX, NOTE_MAX
 from serving.settings import ROLES
 from store.access import ACTIONS
 
@@ -298,6 +299,115 @@ class AccessPage(BaseModel):
     next_before_seq: int | None = Field(description="paging: pass as before_seq for the next (older) page")
 
 
+# ---- needs assessments (困难群众需求评估) ---------------------------------------------------------
+# text a caseworker types: any character but the controls (newlines and tabs allowed; PostgreSQL
+# refuses NUL), and not only spaces
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROLS.search(value):
+        raise ValueError("must not hold control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Level = Annotated[int, Field(strict=True, ge=0, le=3, description="0 no need, 1 一般, 2 较大, 3 紧急")]
+
+
+class DomainAssessmentIn(StrictModel):
+    domain: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)] = Field(
+        description="a domain of the instrument in force on assessed_on (basic_living, medical, care, education, "
+                    "employment, housing, child_protection, social_support)")
+    level: Level
+    evidence: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=EVIDENCE_MAX),
+                        AfterValidator(_plain_text)] = Field(
+        description=f"what the visit found, in the caseworker's words (at most {EVIDENCE_MAX} characters)")
+
+
+class AssessmentRequest(StrictModel):
+    """One home visit's needs assessment, domain by domain, tied to the score request that prompted it."""
+
+    request_id: RequestId
+    assessed_on: IsoDate
+    assessor: Id = Field(description="the caseworker's pseudonymous id")
+    domains: Annotated[list[DomainAssessmentIn], Field(min_length=1, max_length=16)]
+    note: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=NOTE_MAX),
+                    AfterValidator(_plain_text)] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"request_id": "3f2a…", "assessed_on": "2026-07-08", "assessor": "SW0012",
+         "domains": [{"domain": "medical", "level": 3, "evidence": "户主肝癌术后化疗，每月自付约3,000元"},
+                     {"domain": "social_support", "level": 2, "evidence": "配偶焦虑失眠，邻里支持少"}],
+         "note": "约定两周后回访"}]})
+
+
+class DomainAssessmentOut(BaseModel):
+    domain: str
+    level: int
+    evidence: str
+
+
+class AssessmentResponse(BaseModel):
+    assessment_id: str
+    request_id: str
+    household_id: str
+    town: str | None
+    assessed_on: str
+    assessor: str
+    instrument_version: str = Field(description="the instrument in force on assessed_on")
+    domains: list[DomainAssessmentOut]
+    note: str | None
+    recorded_at: str
+    caller: CallerInfo
+
+
+class NeedEvidence(BaseModel):
+    source: Literal["features", "list", "calculator", "model", "visit"]
+    text: str = Field(description="中文: the rule's reading with the household's own values, or the visit's words")
+    level: int = Field(description="the level this rule or visit gives the domain")
+    rule: str | None = Field(None, description="the data rule's id ([[instrument.need]])")
+    assessor: str | None = Field(None, description="a visit's assessor")
+    assessed_on: str | None = Field(None, description="a visit's day")
+    assessment_id: str | None = None
+
+
+class DomainNeed(BaseModel):
+    domain: str
+    label: str = Field(description="中文名称")
+    level: int = Field(description="0 no need … 3 urgent: the latest visit's when one assessed the domain, else the "
+                                   "data level")
+    level_label: str
+    data_level: int = Field(description="the highest level among the data rules that hold")
+    set_by: Literal["data", "visit"]
+    evidence: list[NeedEvidence] = Field(description="the visits' (newest first), then the data rules' (highest "
+                                                     "level first)")
+
+
+class AssessmentUsed(BaseModel):
+    assessment_id: str
+    request_id: str
+    assessed_on: str
+    assessor: str
+    instrument_version: str
+    domains: list[str]
+    note: str | None
+
+
+class HouseholdNeeds(BaseModel):
+    household_id: str
+    as_of: str | None = Field(description="the latest score's as_of (null if its record was purged and no batch saw "
+                                          "the household since)")
+    instrument_version: str
+    overall_level: int = Field(description="the grade of graded case management: 3 一级 … 0 无明显需求")
+    overall_label: str
+    overall_description: str
+    domains: list[DomainNeed]
+    assessments: list[AssessmentUsed] = Field(description="the visits used: assessed on or after as_of, newest "
+                                                          "first")
+
+
 # ---- the household file (一户一档) ---------------------------------------------------------------
 # ---- one household, one plan (一户一策) -----------------------------------------------------------
 PLAN_STATUSES = ("proposed", "agreed", "in_progress", "delivered", "declined", "cancelled")  # domain.plans.MOVES
@@ -424,6 +534,8 @@ class HouseholdFile(BaseModel):
     feedback: list[FeedbackResponse]
     plan: list[PlanMeasureOut] = Field([], description="帮扶计划（一户一策）: the household's plan measures, "
                                                          "each with its owner, due date, status and history")
+    needs: HouseholdNeeds | None = Field(None, description="需求评估: the data levels of the latest part with the "
+                                                           "caseworkers' assessments since (GET .../needs)")
 
 
 # ---- documented error answers (serving/errors.py maps each failure to its status) ----------------

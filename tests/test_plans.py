@@ -315,3 +315,28 @@ def test_the_funnel_cache_reads_the_store_at_most_once_per_ttl(monkeypatch):
     clock[0] += 1
     assert cache.facts() is not first and len(reads) == 2
     assert funnel_module.FunnelCache(engine=None, ttl=0).facts() is not None  # type: ignore[arg-type]
+
+
+def test_a_visit_that_finds_a_housing_need_puts_housing_help_in_the_plan(live_server):
+    """The plan is drafted from the needs too: the data alone propose no housing measure for the
+    contract's example; a visit that finds a housing need (level 3) and the next draft add it, citing
+    the need, owned by 住建."""
+    with httpx.Client(base_url=live_server["url"], timeout=60) as c:
+        bundle = copy.deepcopy(CONTRACT_EXAMPLE)
+        bundle["household"]["household_id"] = "HPLANNEED1"
+        r = c.post("/v1/score", json=bundle, headers=auth("platform"))
+        assert r.status_code == 200, r.text
+        rid = r.json()["request_id"]
+        first = c.post(plan_url("HPLANNEED1"), json={}, headers=auth("platform")).json()
+        assert "housing_support" not in [m["measure"] for m in first["measures"]]
+        r = c.post("/v1/assessments", headers=auth("platform"), json={
+            "request_id": rid, "assessed_on": TODAY.isoformat(), "assessor": "社工0231",
+            "domains": [{"domain": "housing", "level": 3, "evidence": "房屋漏雨，墙体开裂，无力修缮"}]})
+        assert r.status_code == 201, r.text
+        needs = c.get("/v1/households/HPLANNEED1/needs", headers=auth("auditor")).json()
+        assert next(d for d in needs["domains"] if d["domain"] == "housing")["level"] == 3
+        r = c.post(plan_url("HPLANNEED1"), json={}, headers=auth("platform"))
+        assert r.status_code == 201, r.text
+        housing = next(m for m in r.json()["measures"] if m["measure"] == "housing_support")
+        assert housing["owner"] == "zhujian" and housing["status"] == "proposed"
+        assert {"kind": "need", "id": "housing"}.items() <= housing["proposed_because"][0].items()

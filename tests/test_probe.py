@@ -7,10 +7,10 @@ parameter, an undocumented body) fails here and asks to be taught, never skipped
 The odd values: Unicode digits (``²``, ``١٢``, ``１２``), integers past 64 bits either way, NUL and
 control characters, LIKE's ``%`` ``_`` ``\\``, emoji, 10,000 characters, date-times with ``+08:00``,
 ``Z``, none, years 1 and 9999, empty and repeated parameters; every field of every JSON body (the
-bundle, a batch, feedback), the login form and the session cookie; bodies past the size limit sent
-chunked, malformed Content-Length, wrong content types. Each database runs the whole probe on one
-app (SQLite; PostgreSQL, which refuses NUL outright, skipped with the reason when none answers and
-required under RELIEF_RISK_REQUIRE_POSTGRES=1). Only the tests that take the store down may see a
+bundle, a batch, feedback, a needs assessment), the login form and the session cookie; bodies past
+the size limit sent chunked, malformed Content-Length, wrong content types. Each database runs the
+whole probe on one app (SQLite; PostgreSQL, which refuses NUL outright, skipped with the reason when
+none answers and required under RELIEF_RISK_REQUIRE_POSTGRES=1). Only the tests that take the store down may see a
 503, and there every route that needs the store must answer 503 and none 500; a service started
 while its database is down becomes ready once it answers.
 """
@@ -84,6 +84,7 @@ STORE_ROUTES = {  # what needs the store: 503 when it is down (the probe checks 
     ("GET", "/ui/audit"), ("GET", "/ui/audit.csv"), ("GET", "/ui/cases/{request_id}"),
     ("POST", "/v1/households/{household_id}/plan"), ("GET", "/v1/households/{household_id}/plan"),
     ("POST", "/v1/households/{household_id}/plan/measures/{measure_id}/events"),
+    ("POST", "/v1/assessments"), ("GET", "/v1/households/{household_id}/needs"),
 }
 
 
@@ -209,6 +210,10 @@ class Probe:
         return {"request_id": request_id or self.request_id, "household_id": "HPROBE1",
                 "visited_on": CONTRACT_EXAMPLE["as_of"], "findings": ["illness_poverty"]}
 
+    def assessment(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "assessed_on": CONTRACT_EXAMPLE["as_of"], "assessor": "SW0001",
+                "domains": [{"domain": "medical", "level": 2, "evidence": "需长期用药"}], "note": "回访"}
+
     def body(self, route: APIRoute) -> tuple[str, Any]:
         """("json", a valid body), ("form", a valid login form) or ("none", None)."""
         name = documented_body(route)
@@ -222,6 +227,8 @@ class Probe:
             return "json", {}
         if name == "PlanEventRequest":  # a move the lifecycle allows only once: later ones are 409s, never 5xx
             return "json", {"status": "agreed", "actor": "社工0231", "on": CONTRACT_EXAMPLE["as_of"]}
+        if name == "AssessmentRequest":
+            return "json", self.assessment()
         assert name is None, f"{route.path}: no valid example of a {name} body: teach Probe.body"
         if route.path.startswith("/ui") and "POST" in route.methods:
             return "form", {"key": KEYS["auditor"], "next": "/ui/audit"}
@@ -346,7 +353,8 @@ def test_the_probe_knows_every_route():
             "/v1/audit/{request_id}", "/v1/households/{household_id}", "/v1/models", "/healthz", "/readyz",
             "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}",
             "/v1/lists", "/v1/households/{household_id}/plan",
-            "/v1/households/{household_id}/plan/measures/{measure_id}/events"} <= paths
+            "/v1/households/{household_id}/plan/measures/{measure_id}/events", "/v1/assessments",
+            "/v1/households/{household_id}/needs"} <= paths
     assert "/ui/static/ui.css" not in paths
     assert {"before_seq", "limit", "household_id", "since", "model_name"} <= set(
         query_params(next(r for _, r in CALLS if r.path == "/v1/audit")))
@@ -354,7 +362,7 @@ def test_the_probe_knows_every_route():
     # every route that takes a body is probed as JSON (its documented model) or as a page's form
     assert {r.path for _, r in BODY_CALLS} == {r.path for _, r in JSON_CALLS} | {r.path for _, r in FORM_CALLS}
     assert {documented_body(r) for _, r in JSON_CALLS} == {"Bundle", "BatchRequest", "FeedbackRequest",
-                                                           "PlanDraftRequest", "PlanEventRequest"}
+                                                           "PlanDraftRequest", "PlanEventRequest", "AssessmentRequest"}
 
 
 def test_every_integer_query_parameter_is_bounded_to_what_the_database_holds():

@@ -11,12 +11,13 @@ from serving.routers import (
     metrics,
     models,
     monitoring,
+    needs,
     plans,
     policy,
     scores,
 )
 
 ROUTERS = (health.router, scores.router, audit.router, policy.router, lists.router, models.router, feedback.router,
-           households.router, plans.router, access.router, monitoring.router, metrics.router)
+           households.router, needs.router, plans.router, access.router, monitoring.router, metrics.router)
 
 __all__ = ["ROUTERS"]

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
 from domain.household_file import household_file
 from serving.auth import require
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, PlansDep
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, NeedsDep, PlansDep
 from serving.errors import store_down
 from serving.schemas import NOT_FOUND, HouseholdFile
 from store.access import Caller
@@ -19,17 +19,17 @@ router = APIRouter(tags=["households"])
 
 
 @router.get("/v1/households/{household_id}", response_model=HouseholdFile, responses=NOT_FOUND,
-            summary="一户一档: the household's latest features, score history, lists, eligibility, warm list "
-                    "and feedback")
+            summary="一户一档: the household's latest features, score history, lists, eligibility, warm list, "
+                    "feedback and needs")
 def household(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
               household_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
               audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep,
-              plans: PlansDep) -> dict[str, Any]:
+              plans: PlansDep, needs: NeedsDep) -> dict[str, Any]:
     try:
         if caller.towns is not None and not caller.may_see(audit.latest_town(household_id)):
             answer = None  # outside the key's towns: as if the service had never scored it
         else:
-            answer = household_file(audit, feedback, advisor, household_id, plans)
+            answer = household_file(audit, feedback, advisor, household_id, plans, needs=needs)
     except SQLAlchemyError as exc:
         raise store_down("household file unreadable", exc) from exc
     if answer is None:

@@ -6,7 +6,6 @@ lifecycle and the drafting are :mod:`domain.plans`'."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
@@ -17,9 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain import plans as lifecycle
 from domain.bundle import ID_MAX_LENGTH, ID_PATTERN, pydantic_problems
 from domain.household_file import household_file
+from domain.needs import levels
 from serving.auth import require
 from serving.bodies import documented_body, json_body
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, PlansDep
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, NeedsDep, PlansDep
 from serving.errors import BadRequest, store_down
 from serving.schemas import (
     BODY_ERRORS,
@@ -39,13 +39,6 @@ router = APIRouter(tags=["plans"])
 HouseholdId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 MeasureId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 UNKNOWN = "the service has not scored this household"
-
-
-def _need_levels(audit: AuditStore, household_id: str) -> Mapping[str, int]:
-    """The household's assessed need level per domain (domain → level) for drafting its plan. Empty
-    for now: the needs worker's ``domain.needs.levels()`` (the latest assessment's levels) plugs in
-    here, and its ``need`` measures are then proposed too."""
-    return {}
 
 
 def _visible(audit: AuditStore, caller: Caller, household_id: str) -> bool:
@@ -73,18 +66,19 @@ def _body(model: type[PlanDraftRequest] | type[PlanEventRequest], raw: Any) -> A
                      "were added, 200 when nothing new)")
 def draft(caller: Annotated[Caller, Depends(require("platform"))], household_id: HouseholdId,
           raw: Annotated[Any, Depends(json_body)], audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep,
-          plans: PlansDep, access: AccessDep) -> Any:
+          plans: PlansDep, needs: NeedsDep, access: AccessDep) -> Any:
     body = _body(PlanDraftRequest, raw)
     today = dt.date.today()
     on = body.on or today
     if problems := lifecycle.date_problems(on, today):
         raise BadRequest(problems)
     try:
-        file = household_file(audit, feedback, advisor, household_id) if _visible(audit, caller, household_id) \
-            else None
+        file = household_file(audit, feedback, advisor, household_id, needs=needs) \
+            if _visible(audit, caller, household_id) else None
         if file is None:
             raise HTTPException(404, UNKNOWN)
-        added = lifecycle.draft_plan(plans, file, advisor.measures, _need_levels(audit, household_id), on=on,
+        # the needs as the household file shows them: data levels, overridden by visits since the score
+        added = lifecycle.draft_plan(plans, file, advisor.measures, levels(file["needs"]), on=on,
                                      actor=body.actor or caller.key_id, caller=caller.as_dict())
         measures = plans.plan(household_id)
     except SQLAlchemyError as exc:

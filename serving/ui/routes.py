@@ -202,8 +202,10 @@ def case_page(request: Request, request_id: str, caller: Auditor) -> HTMLRespons
     access.record("case_page", caller, households=[rec.household_id], requests=[r.request_id for r in history],
                   count=len(history))
     events = access.query(target=rec.household_id, limit=ACCESS_SHOWN)
+    state = request.app.state  # 需求评估: the household's needs from its latest score and the visits since
+    needs = state.needs.for_household(store, state.feedback, state.advisor, rec.household_id)
     return page("case.html", **_common(request), **case_context(rec, history, head_seq, events),
-                plan=_plan(request, rec.household_id))
+                plan=_plan(request, rec.household_id), needs=needs)
 
 
 def _plan(request: Request, household_id: str) -> list[dict[str, Any]]:
