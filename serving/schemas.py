@@ -326,12 +326,17 @@ class DomainAssessmentIn(StrictModel):
         description=f"what the visit found, in the caseworker's words (at most {EVIDENCE_MAX} characters)")
 
 
+# who acted, as the platform names them (a caseworker's pseudonymous id such as SW0012 or 社工0231): one line
+Actor = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64,
+                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class AssessmentRequest(StrictModel):
     """One home visit's needs assessment, domain by domain, tied to the score request that prompted it."""
 
     request_id: RequestId
     assessed_on: IsoDate
-    assessor: Id = Field(description="the caseworker's pseudonymous id")
+    assessor: Actor = Field(description="the caseworker's pseudonymous id (one line, at most 64 characters)")
     domains: Annotated[list[DomainAssessmentIn], Field(min_length=1, max_length=16)]
     note: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=NOTE_MAX),
                     AfterValidator(_plain_text)] | None = None
@@ -413,8 +418,6 @@ class HouseholdNeeds(BaseModel):
 PLAN_STATUSES = ("proposed", "agreed", "in_progress", "delivered", "declined", "cancelled")  # domain.plans.MOVES
 # a caseworker's pseudonymous id or name as the platform gives it: no control character (PostgreSQL
 # refuses NUL), not blank
-Actor = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64,
-                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
 Note = Annotated[str, StringConstraints(strict=True, max_length=2000,
                                         pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 
