@@ -80,6 +80,9 @@ class BatchSummary:
     # the run the lists were compared with (batch.list_changes), None on a first run or with --previous none
     previous: dict[str, str] | None = None
     list_changes: dict[str, dict[str, int]] | None = None  # per list {"entered": n, "left": n}; None: no previous
+    # per risk the drift against the model's training reference ({"score_psi", "status", "act", "watch"},
+    # drift.json has the whole report); None: no model kept a reference
+    drift: dict[str, dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "out_dir": str(self.out_dir)}
@@ -282,7 +285,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         bar.close()
         scores_writer.close()
         explain_writer.close()
-    drift = batch_report(windows, monitoring or Thresholds.load(), day.isoformat(), out) if windows else None
+    drift, drift_brief = batch_report(windows, monitoring or Thresholds.load(), day.isoformat(), out) \
+        if windows else (None, None)
     t = clock.add("write", t)
     files = {"scores": str(out / SCORES_FILE), "explanations": str(out / EXPLANATIONS_FILE)}
     changes = None
@@ -302,7 +306,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
         peak_rss_mb=0.0, rows=city.rows(), dropped_rows=city.dropped,
         files={**files, "summary": str(out / SUMMARY_FILE), **({"drift": str(drift)} if drift else {})},
         previous={"out_dir": str(before.out_dir), "as_of": before.as_of} if before is not None else None,
-        list_changes=changes,
+        list_changes=changes, drift=drift_brief,
         data=str(Path(source if source is not None else data).resolve())
         if isinstance(source if source is not None else data, str | Path) else None)
     if record_url:

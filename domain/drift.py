@@ -79,14 +79,19 @@ def batch_window(lm: LoadedModel, feature_ids: list[str]) -> Window | None:
 
 
 def batch_report(windows: dict[str, tuple[LoadedModel, Window]], thresholds: Thresholds, as_of: str,
-                 out_dir: Path) -> Path:
-    """Writes the nightly batch's drift report, one entry per risk, into ``out_dir``."""
-    doc = {"as_of": as_of, "risks": {risk: _header(lm, "nightly_batch", as_of, as_of, w.n, False)
-                                     | w.report(thresholds).as_dict(thresholds)
-                                     for risk, (lm, w) in windows.items()}}
+                 out_dir: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Writes the nightly batch's drift report, one entry per risk, into ``out_dir``; returns its path
+    and, per risk, the brief the batch summary keeps (the score's PSI and status, the features at
+    "act" and at "watch")."""
+    reports = {risk: _header(lm, "nightly_batch", as_of, as_of, w.n, False) | w.report(thresholds).as_dict(thresholds)
+               for risk, (lm, w) in windows.items()}
     path = Path(out_dir) / DRIFT_FILE
-    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
-    return path
+    path.write_text(json.dumps({"as_of": as_of, "risks": reports}, ensure_ascii=False, indent=1), encoding="utf-8")
+    brief = {risk: {"score_psi": r["score_psi"], "status": r["score"]["status"],
+                    "act": [f["feature"] for f in r["features"] if f["status"] == "act"],
+                    "watch": [f["feature"] for f in r["features"] if f["status"] == "watch"]}
+             for risk, r in reports.items()}
+    return path, brief
 
 
 def nightly_drift(audit: AuditStore, lm: LoadedModel) -> dict[str, Any] | None:

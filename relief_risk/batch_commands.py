@@ -81,6 +81,7 @@ def batch_lines(summary: BatchSummary) -> list[str]:
     return [f"batch as of {summary.as_of}: {summary.households:,} households scored by {models}",
             f"flagged: {flagged}; any risk {summary.flagged_any:,}; explained {sum(summary.explained.values()):,}",
             list_changes_line(summary),
+            *([drift_line(summary.drift)] if summary.drift else []),
             f"files: {_files(Path(summary.out_dir), [Path(f).name for f in summary.files.values()])}{kept}",
             f"time: {summary.seconds.get('total', 0.0):.1f} s, peak memory {summary.peak_rss_mb:,.0f} MB"]
 
@@ -91,6 +92,15 @@ def list_changes_line(summary: BatchSummary) -> str:
         return "list changes: none counted, no previous run to compare with (a first run, or --previous none)"
     counts = ", ".join(f"{x} +{c['entered']:,} -{c['left']:,}" for x, c in summary.list_changes.items())
     return f"list changes since the run as of {summary.previous['as_of']} ({summary.previous['out_dir']}): {counts}"
+
+
+def drift_line(drift: dict[str, dict]) -> str:
+    """Per risk, the score's PSI against the model's training reference and the features to act on."""
+    parts = [f"{risk} score PSI {d['score_psi']:.3f} ({d['status']})"
+             + (f", act on {', '.join(d['act'])}" if d["act"] else "")
+             + (f", watch {len(d['watch'])}" if d["watch"] else "")
+             for risk, d in drift.items() if d["score_psi"] is not None]
+    return "drift against training (drift.json): " + ("; ".join(parts) or "no households")
 
 
 def worklist_lines(summary: BatchSummary, files: WorklistFiles, seconds: float) -> list[str]:

@@ -10,7 +10,6 @@ flagged, so it counts for none.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from store.schema import (
     batch_scores,
     feedback_table,
     plan_events,
-    plan_measures,
 )
 
 
@@ -50,10 +48,6 @@ def _days(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for hid, day in pairs:
         out.setdefault(hid, []).append(day)
     return {h: sorted(d) for h, d in out.items()}
-
-
-def _day(t: dt.datetime) -> str:
-    return (t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date().isoformat()
 
 
 def _any_need(domains_json: str) -> bool:
@@ -91,8 +85,9 @@ def funnel_facts(engine: Engine) -> FunnelFacts:
         facts.needs = _days((r.household_id, r.assessed_on) for r in conn.execute(
             select(assessments.c.household_id, assessments.c.assessed_on, assessments.c.domains))
             if _any_need(r.domains))
-        facts.plans = _days((r.household_id, _day(r.created_at)) for r in conn.execute(
-            select(plan_measures.c.household_id, plan_measures.c.created_at)))
+        # a measure's drafting day is its "proposed" event's, as the caseworker dated the draft
+        facts.plans = _days(conn.execute(select(plan_events.c.household_id, plan_events.c.happened_on)
+                                         .where(plan_events.c.status == "proposed")).tuples())
         facts.delivered = _days(conn.execute(select(plan_events.c.household_id, plan_events.c.happened_on)
                                              .where(plan_events.c.status == "delivered")).tuples())
     return facts

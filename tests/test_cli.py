@@ -124,11 +124,13 @@ def test_batch_prints_a_summary_and_json(trained, small_city, tmp_path, capsys):
     out = tmp_path / "batch"
     lines = run(capsys, "batch", "--data", str(small_city), "--out", str(out), "--no-progress").splitlines()
     flagged = int(pq.read_table(out / "scores.parquet").to_pandas()["illness_poverty__flagged"].sum())
-    assert len(lines) == 4, lines
+    assert len(lines) == 6, lines
     assert lines[0].startswith("batch as of ") and "2,000 households scored by illness_poverty v" in lines[0]
     assert lines[1].startswith(f"flagged: illness_poverty {flagged:,}; any risk {flagged:,}")
-    assert lines[2] == f"files: {out}/{{scores.parquet, explanations.parquet, summary.json}}"
-    assert lines[3].startswith("time: ") and " s, peak memory " in lines[3]
+    assert lines[2].startswith("list changes: none counted, no previous run")
+    assert lines[3].startswith("drift against training (drift.json): illness_poverty score PSI ")
+    assert lines[4] == f"files: {out}/{{scores.parquet, explanations.parquet, summary.json, drift.json}}"
+    assert lines[5].startswith("time: ") and " s, peak memory " in lines[5]
 
     printed = json.loads(run(capsys, "batch", "--data", str(small_city), "--out", str(out), "--no-progress",
                              "--json"))
@@ -143,12 +145,14 @@ def test_worklist_prints_a_summary_and_json(trained, small_city, tmp_path, capsy
                 "--no-progress").splitlines()
     csvs = sorted(out.glob("worklist_*.csv"))
     listed = sum(len(pd.read_csv(p, encoding="utf-8-sig")) for p in csvs)
-    assert len(lines) == 6, lines
+    assert len(lines) == 9, lines
     assert lines[0].startswith("batch as of ") and lines[1].startswith("flagged: illness_poverty ")
-    assert lines[3].startswith(f"worklist: {listed:,} households to visit in {len(csvs)} towns")
-    assert lines[4] == (f"worklist files: {out / 'worklist.xlsx'} and {out / 'worklist_<town>.csv'} ({len(csvs)} "
+    assert lines[2].startswith("list changes: ") and lines[3].startswith("drift against training")
+    assert lines[5].startswith(f"worklist: {listed:,} households to visit in {len(csvs)} towns")
+    assert lines[6] == (f"worklist files: {out / 'worklist.xlsx'} and {out / 'worklist_<town>.csv'} ({len(csvs)} "
                         "towns, UTF-8 with BOM)")
-    assert lines[5].startswith("time: ") and "(batch " in lines[5]
+    assert lines[7].startswith("overdue plan measures: skipped, no store given")
+    assert lines[8].startswith("time: ") and "(batch " in lines[8]
 
     printed = json.loads(run(capsys, "worklist", "--data", str(small_city), "--out", str(out), "--capacity", "5",
                              "--no-progress", "--json"))

@@ -419,4 +419,4 @@ def test_case_page_shows_the_plan_and_the_model_page_the_funnel(auditor):
     assert html.escape(first["label"]) in section and first["owner_label"] in section and first["due"] in section
     assert "已落实" in section and f"{today} 办理中 · 社工0231" in section
     funnel = auditor.get("/ui/models/illness_poverty").text.split('id="funnel"')[1].split("</section>")[0]
-    assert "至少一项措施已落实（户）" in funnel and '<svg class="chart importance"' in funnel
+    assert "至少一项措施已落实（户）" in funnel and '<svg class="chart funnel"' in funnel
