@@ -37,7 +37,7 @@ from batch.list_changes import (
 )
 from domain.drift import batch_report, batch_window
 from domain.nightly_file import EXPLANATIONS_FILE, SCORES_FILE, SUMMARY_FILE
-from features.build import as_timestamp, build_features
+from features.build import as_timestamp, build_features, household_cities
 from features.city import CityTables
 from features.io import read_households
 from features.policy import PolicyBook
@@ -270,7 +270,7 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
                         **{CONTRIB_PREFIX + f: full[:, j] for j, f in enumerate(feature_ids)},
                         "reasons": pa.array(reasons, pa.string())}, schema=explain_schema))
                     t = clock.add("explain", t)
-            matrix = list_matrix(features, day, policy, book)
+            matrix = list_matrix(features, day, policy, book, household_cities(tables, policy))
             for list_id, n_on in matrix.sum(axis=0).items():
                 list_counts[list_id] = list_counts.get(list_id, 0) + int(n_on)
             columns |= {"flagged_any": any_flag, "lists": _list_column(matrix, hi - lo)}

@@ -7,6 +7,7 @@ its reasons, lists, likely programmes and warm-list measures; CSV per town and o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from features.build import build_features
 from features.cells import neutralise_frame, unique_file_name
 from features.city import CityTables
 from features.labels import TOWNS
+from features.policy import PolicyBook
 from features.risks import risk_label
 from features.tables import Tables
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Chinese headers and Excel column widths (characters)
 WORKLIST_COLUMNS: dict[str, float] = {
-    "排名": 6, "户编号": 14, "镇（街道）": 14, "风险类型": 16, "风险概率": 20, "最高风险概率": 12,
+    "排名": 6, "户编号": 14, "市": 10, "镇（街道）": 14, "风险类型": 16, "风险概率": 20, "最高风险概率": 12,
     "主要原因": 56, "所属重点人群清单": 26, "可能符合的救助项目": 28, "暖心清单措施（提出依据）": 60,
 }
 WRAPPED = frozenset({"风险类型", "风险概率", "主要原因", "所属重点人群清单", "可能符合的救助项目",
@@ -86,8 +88,8 @@ def _proposed_by(triggers: Sequence[Mapping[str, str]]) -> str:
     return "；".join(f"{TRIGGERS_ZH.get(kind, kind)}：{'、'.join(labels)}" for kind, labels in by_kind.items())
 
 
-def _worklist_row(rank: int, row: Any, town_name: str, risks: Sequence[str], reasons: Mapping[tuple[str, str], list],
-                  advice: Any) -> dict[str, Any]:
+def _worklist_row(rank: int, row: Any, city_name: str, town_name: str, risks: Sequence[str],
+                  reasons: Mapping[tuple[str, str], list], advice: Any) -> dict[str, Any]:
     flagged = [r for r in risks if getattr(row, f"{r}__flagged")]
     why = []
     for r in flagged:
@@ -95,7 +97,7 @@ def _worklist_row(rank: int, row: Any, town_name: str, risks: Sequence[str], rea
         why.append(f"【{risk_label(r)}】" + "；".join(i["display"] for i in items))
     warm = [f"{m['label']}（{_proposed_by(m['proposed_by'])}）" for m in advice.warm_list]
     return {
-        "排名": rank, "户编号": row.household_id, "镇（街道）": town_name,
+        "排名": rank, "户编号": row.household_id, "市": city_name, "镇（街道）": town_name,
         "风险类型": "、".join(risk_label(r) for r in flagged),
         "风险概率": "\n".join(f"{risk_label(r)} {getattr(row, f'{r}__probability'):.3f}" for r in flagged),
         "最高风险概率": round(float(row.top_probability), 4),
@@ -106,11 +108,33 @@ def _worklist_row(rank: int, row: Any, town_name: str, risks: Sequence[str], rea
     }
 
 
+def _towns(policy: PolicyBook, day: dt.date, scored: set[str]) -> list[str]:
+    """The worklist's towns: every town, in force on ``day``, of each city with a household among
+    the scored ones (a town with no one flagged still gets its, empty, list), the cities in the
+    policy file's order (the home city first); then any other town the data holds, by code."""
+    cities = {policy.city_of_town(t) for t in scored}
+    known: list[str] = []
+    for city in policy.city_ids:
+        if city in cities:
+            try:
+                known += [t for t in policy.towns_of(city, day) if t not in known]
+            except ValueError:  # no version of the city in force yet: its towns are listed as found
+                continue
+    return known + sorted(scored - set(known))
+
+
+def _city_name(policy: PolicyBook, town: str) -> str:
+    """The Chinese name of the town's city (empty for a town no city of the policy file knows)."""
+    city = policy.city_of_town(town)
+    return "" if city is None else policy.city(city).name_zh
+
+
 def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables | str | Path, out_dir: str | Path,
                    capacity_per_town: float | int, advisor: Advisor, *, progress: bool = True,
                    record_url: str | None = None) -> WorklistFiles:
     """Tomorrow's visits: per town, the households flagged for any risk, highest flagged probability
-    first, as many as the town's capacity (:func:`town_capacity`; fewer when fewer are flagged);
+    first, as many as the town's capacity (:func:`town_capacity`; fewer when fewer are flagged),
+    for every town of each city the data holds (:func:`_towns`; each row names its city, 市);
     each once, with all its flagged risks, their probabilities, top reasons, today's lists, the
     programmes the policy calculator finds it likely eligible for and the warm list (measures and
     the rule that proposed each), from the households' own rows (a town's listed households advised
@@ -142,8 +166,7 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
                                                                explanations["reasons"], strict=True)}
     base_values = dict(zip(zip(explanations["household_id"], explanations["risk"], strict=True),
                            explanations["base_value"], strict=True))
-    known_towns = list(advisor.policy.at(pd.Timestamp(as_of).date()).towns)
-    towns = known_towns + sorted(set(scores["town"].dropna()) - set(known_towns))
+    towns = _towns(advisor.policy, pd.Timestamp(as_of).date(), set(scores["town"].dropna()))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sheets: dict[str, pd.DataFrame] = {}
@@ -151,6 +174,7 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
     files: dict[str, Path] = {}
     names: set[str] = set()
     for town in tqdm(towns, desc="worklist", unit="镇", disable=not progress):
+        city_name = _city_name(advisor.policy, town)
         in_town = scores.loc[scores["town"] == town]
         capacity = town_capacity(capacity_per_town, len(in_town))
         ranked = _ranked(in_town, risks)
@@ -173,12 +197,12 @@ def write_worklist(batch: BatchSummary | str | Path, tables: CityTables | Tables
             for k, a in zip(order.tolist(), advice, strict=True):
                 by_rank[k] = a
             for rank, (row, a) in enumerate(zip(chosen.itertuples(index=False), by_rank, strict=True), start=1):
-                rows.append(_worklist_row(rank, row, TOWNS.get(town, town), risks, reasons, a))
+                rows.append(_worklist_row(rank, row, city_name, TOWNS.get(town, town), risks, reasons, a))
         frame = pd.DataFrame(rows, columns=list(WORKLIST_COLUMNS))
         files[town] = out / f"worklist_{unique_file_name(town, names)}.csv"
         neutralise_frame(frame).to_csv(files[town], index=False, encoding="utf-8-sig")
         sheets[town] = frame
-        overview.append({"镇（街道）": f"{TOWNS.get(town, town)} {town}", "户数": len(in_town),
+        overview.append({"市": city_name, "镇（街道）": f"{TOWNS.get(town, town)} {town}", "户数": len(in_town),
                          "模型标记户数（任一风险）": len(ranked),
                          **{f"{risk_label(r)}标记户数": int(in_town[f"{r}__flagged"].sum()) for r in risks},
                          "走访容量": capacity, "清单户数": len(frame)})

@@ -261,6 +261,14 @@ def check_policy_and_models(s: Service, r: Report) -> None:
         for x in steps if x.get("passed") is not None), [x.get("detail") for x in steps][:6])
     st, _ = s.call("POST", "/v1/policy/check", EXAMPLE, key="auditor")
     r.check("POST /v1/policy/check is 200 for the auditor too", st == 200, st)
+    st, js = s.call("GET", "/v1/policy/parameters")
+    cities = [c for c in js.get("cities", []) if isinstance(c, dict)] if isinstance(js, dict) else []
+    home = next((c for c in cities if c.get("home")), {})
+    r.check("GET /v1/policy/parameters is 200: every city with its towns and 低保标准, the home city among them",
+            st == 200 and home.get("city") == js.get("home_city") and all(
+                isinstance(c.get("towns"), list) for c in cities), f"{st} {_short(js)}")
+    r.check("the contract example's town is one of the home city's (a bundle without city is the home city's)",
+            EXAMPLE["household"]["town"] in (home.get("towns") or []), home)
     for role in ("platform", "auditor"):
         st, js = s.call("GET", "/v1/models", key=role)
         models = js.get("models") if isinstance(js, dict) else None

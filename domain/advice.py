@@ -5,6 +5,8 @@ policy file. One object, built once at start, serves the API, the household file
 :meth:`Advisor.advise_matrix` advises many households at once from the feature matrix the models
 scored (lists and the measures' ``unless`` conditions evaluated as arrays, the calculator's inputs
 counted per household in one pass); :meth:`Advisor.advise` is one household from its feature row.
+Each household is judged by its own city's parameters (its ``city``, else its town's): the lists
+evaluate the households of each city together, the calculator takes each one's city.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.build import household_cities
 from features.io import load_policy_book
 from features.policy import PolicyBook
 from features.tables import Tables
@@ -91,15 +94,16 @@ class Advisor:
         positions in ``tables`` and ``columns``); ``scores`` then holds theirs only."""
         day = pd.Timestamp(as_of).date()
         n_unable, rural = household_inputs(tables, day)
+        cities = household_cities(tables, self.policy)  # each judged by its own city's parameters
         if rows is not None:
             columns = {c: v[rows] for c, v in columns.items()}
-            n_unable, rural = n_unable[rows], rural[rows]
-        lists = household_lists(columns, day, self.policy, self.lists)
+            n_unable, rural, cities = n_unable[rows], rural[rows], cities[rows]
+        lists = household_lists(columns, day, self.policy, self.lists, cities)
         excluded = excluded_measures(self.measures, day, columns)
         out = []
         for i, (on, score) in enumerate(zip(lists, scores, strict=True)):
             eligibility = programs_for(facts_from(_Row(columns, i), int(n_unable[i]), bool(rural[i])), day,
-                                       self.policy, self.eligibility)
+                                       self.policy, self.eligibility, str(cities[i]))
             out.append(Advice(lists=on, eligibility=eligibility,
                               warm_list=warm_list(on, eligibility["programs"], score, self.measures, as_of=day,
                                                   excluded=excluded[i])))

@@ -141,9 +141,12 @@ class AssistanceRow(StrictModel):
 
 
 class Bundle(StrictModel):
-    """One household and everything the platform holds on it, as of a date."""
+    """One household and everything the platform holds on it, as of a date. ``city``: the city
+    whose parameters judge it (省内通办, a project extension of the contract); absent, the home
+    city. Its town must be one of that city's."""
 
     as_of: IsoDate
+    city: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)] | None = None
     household: Household
     members: Annotated[list[Member], Field(min_length=1, max_length=MAX_MEMBERS)]
     income: Annotated[list[IncomeRow], Field(max_length=MAX_ROWS)] = []
@@ -183,13 +186,15 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
     out: list[Problem] = []
     as_of: dt.date = b.as_of
     as_of_month = f"{as_of.year:04d}-{as_of.month:02d}"
+    city = policy.home_city if b.city is None else b.city
+    if city not in policy.city_ids:
+        return [_p(["city"], f"unknown city {city!r}; known cities: {policy.known_cities()}", "value_error.city")]
     try:
-        towns = policy.at(as_of).towns
+        towns = policy.towns_of(city, as_of)
     except ValueError as exc:
         return [_p(["as_of"], str(exc), "value_error.policy")]
     if b.household.town not in towns:
-        out.append(_p(["household", "town"], f"unknown town code; known codes: {', '.join(towns)}",
-                      "value_error.town"))
+        out.append(_town_problem(b.household.town, city, b.city is not None, towns, policy))
 
     hid = b.household.household_id
     ids = Counter(m.person_id for m in b.members)
@@ -247,6 +252,19 @@ def check_bundle(b: Bundle, policy: PolicyBook) -> list[Problem]:
         if a.end_date is not None and a.end_date < a.start_date:
             out.append(_p(["assistance", i, "end_date"], "before start_date", "value_error.dates"))
     return out
+
+
+def _town_problem(town: str, city: str, given: bool, towns: tuple[str, ...], policy: PolicyBook) -> Problem:
+    """A town not of the bundle's city (``given``: the bundle names it; else the home city): another
+    city's town (said so, never re-assigned), or no city's."""
+    other = policy.city_of_town(town)
+    if other is not None and other != city:
+        where = f"the bundle's city {city} ({policy.city(city).name_zh})" if given else (
+            f"the home city {city} ({policy.city(city).name_zh}), the city of a bundle without \"city\"")
+        return _p(["household", "town"], f"town {town!r} belongs to the city {other} ({policy.city(other).name_zh}), "
+                  f"not to {where}; give \"city\": \"{other}\" if the household is there", "value_error.town")
+    return _p(["household", "town"], f"unknown town code; known codes of {city} ({policy.city(city).name_zh}): "
+              f"{', '.join(towns)}", "value_error.town")
 
 
 def parse_bundle(raw: Any, policy: PolicyBook, prefix: list[str | int] | None = None

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.contract import TABLE_COLUMNS
+from features.contract import columns_of
 from features.io import read_frame
 from features.normalise import normalise_table
 
@@ -200,9 +200,9 @@ def _read_raw(directory: str | Path, name: str) -> dict[str, Column] | None:
     :func:`features.normalise.normalise_table`. Parquet goes through arrow; anything arrow cannot read
     as the contract's types (CSV, dates as text, ...) through pandas, as ``read_tables`` reads it."""
     path = Path(directory) / f"{name}.parquet"
-    spec = TABLE_COLUMNS[name]
     if path.exists():
         schema = pq.read_schema(path)
+        spec = columns_of(name, schema.names)
         if all(c in schema.names and _arrow_fits(schema.field(c).type, kind) for c, kind in spec.items()):
             coded = [c for c, kind in spec.items() if kind in STRING_KINDS and (name, c) not in KEY_STRINGS]
             table = pq.read_table(path, columns=list(spec), read_dictionary=coded)
@@ -221,7 +221,7 @@ def _read_raw(directory: str | Path, name: str) -> dict[str, Column] | None:
         return None
     frame = normalise_table(name, frame)
     return {c: (Coded.of(frame[c].to_numpy()) if kind in STRING_KINDS and (name, c) not in KEY_STRINGS
-                else frame[c].to_numpy()) for c, kind in spec.items()}
+                else frame[c].to_numpy()) for c, kind in columns_of(name, frame.columns).items()}
 
 
 def _arrow_fits(t: pa.DataType, kind: str) -> bool:

@@ -56,14 +56,15 @@ def feature_matrix(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: 
     float64 matrix, columns in catalogue order (``FEATURE_IDS``). The API scores from this matrix:
     for one household, a DataFrame and its indexing would cost more than the features."""
     t = as_timestamp(as_of).date()
-    params = policy.at(t)
     known = Known(tables, t)
+    # each household's own city's 低保 line: one number when all are of one city (the usual case)
+    line = policy.dibao_lines(_cities(known, policy), t)
     features = composition(known)
     n = features["n_members"]
     features |= assets(known, n)
-    features |= income_features(known, n, params.dibao_line)
+    features |= income_features(known, n, line)
     features |= spending_features(known, n)
-    features |= burden_features(features["oop_12m"], features["_income_12m"], n, params.dibao_line)
+    features |= burden_features(features["oop_12m"], features["_income_12m"], n, line)
     features |= assistance_features(known)
     values = np.empty((len(FEATURE_IDS), known.n))
     for row, name in enumerate(FEATURE_IDS):
@@ -71,11 +72,23 @@ def feature_matrix(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: 
     return known.household_ids, values.T
 
 
+def _cities(known: Known, policy: PolicyBook) -> np.ndarray:
+    return policy.cities_of(known.household("town"), known.optional_household("city"))
+
+
+def household_cities(tables: Tables, policy: PolicyBook) -> np.ndarray:
+    """Each household's city id (its ``city``, else its town's city; :meth:`PolicyBook.cities_of`),
+    in the order of :func:`build_features`' rows (sorted household ids): what the lists, the
+    calculator and the advice take to judge each household by its own city's parameters."""
+    return _cities(Known(tables, dt.date(2000, 1, 1)), policy)
+
+
 def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook) -> pd.DataFrame:
     """One row per household (index ``household_id``, sorted), columns in catalogue order, float64.
 
-    Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and the policy version in
-    force on ``as_of``. Missing values are NaN and stay NaN (a missing income is not zero).
+    Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and, per household, the policy
+    version in force on ``as_of`` in the household's own city (:func:`household_cities`). Missing
+    values are NaN and stay NaN (a missing income is not zero).
     The same numpy code serves one household and a whole city: no per-row Python, no groupby.
     """
     ids, values = feature_matrix(tables, as_of, policy)

@@ -9,7 +9,7 @@ readers thus refuse the same files with the same messages, in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Protocol
 
@@ -29,7 +29,7 @@ class ContractColumns(Protocol):
 
     def distinct(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         """A string column's distinct values (object array; a missing value as ``pd.NA``) and the
-        number of rows holding each."""
+        number of rows holding each; an optional column the table lacks is missing on every row."""
 
     def numbers(self, table: str, column: str) -> np.ndarray:
         """A count or money column (int64 or float64; NaN where missing)."""
@@ -39,6 +39,11 @@ class ContractColumns(Protocol):
 
     def duplicated(self, table: str, key: str) -> bool:
         """Whether a key repeats (two missing keys count as a repeat)."""
+
+    def pairs(self, table: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct pairs of two string columns (``a``'s values, ``b``'s values, object arrays,
+        a missing value as ``pd.NA``) and the rows holding each; an optional column the table lacks
+        (``households.city``) is missing on every row."""
 
     def household_ids(self) -> np.ndarray:
         """The households table's ids."""
@@ -50,15 +55,20 @@ class ContractColumns(Protocol):
         """Whether every ``person_id`` of ``table`` (income, claims) is a person of the persons table."""
 
 
-def contract_problems(columns: ContractColumns, towns: frozenset[str] | None = None) -> list[str]:
+def contract_problems(columns: ContractColumns, towns: frozenset[str] | None = None,
+                      cities: Mapping[str, frozenset[str]] | None = None) -> list[str]:
     """The contract's checks on whole tables; the problems found (empty when all hold), in a fixed
-    order and words that the tests and the operators read."""
+    order and words that the tests and the operators read. ``towns``: the known town codes;
+    ``cities``: each known city's towns, to which the optional ``households.city`` column is held
+    (a city given must be known and its town one of that city's; an empty one is the town's)."""
     problems: list[str] = []
     for (table, column), allowed in CATEGORIES.items():
         if bad := _outside(*columns.distinct(table, column), allowed):
             problems.append(f"{table}.{column}: {bad} values outside {list(allowed)}")
     if towns is not None and (bad := _outside(*columns.distinct("households", "town"), towns)):
         problems.append(f"households.town: {bad} unknown town codes")
+    if cities is not None:
+        problems += _city_problems(columns, cities)
     for table, spec in TABLE_COLUMNS.items():
         for column, kind in spec.items():
             if kind in ("money", "int"):
@@ -94,6 +104,30 @@ def contract_problems(columns: ContractColumns, towns: frozenset[str] | None = N
     return problems
 
 
+def _city_problems(columns: ContractColumns, cities: Mapping[str, frozenset[str]]) -> list[str]:
+    """The optional ``households.city`` column against the known cities and their towns."""
+    out = []
+    town, city, rows = columns.pairs("households", "town", "city")
+    given = np.array([isinstance(c, str) and c != "" for c in city], dtype=bool)
+    known = np.array([isinstance(c, str) and c in cities for c in city], dtype=bool)
+    if unknown := int(rows[given & ~known].sum()):
+        out.append(f"households.city: {unknown} unknown city codes (known: {', '.join(cities)})")
+    elsewhere = np.array([k and t not in cities[c] for t, c, k in zip(town, city, known, strict=True)], dtype=bool)
+    if moved := int(rows[elsewhere].sum()):
+        out.append(f"households.city: {moved} households whose town is not a town of their city")
+    return out
+
+
+def pair_counts(a_codes: np.ndarray, a_values: np.ndarray, b_codes: np.ndarray, b_values: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`ContractColumns.pairs` from two coded columns (codes into their values, missing last)."""
+    if not len(a_codes):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
+    key = a_codes.astype(np.int64) * len(b_values) + b_codes.astype(np.int64)
+    distinct, counts = np.unique(key, return_counts=True)
+    return a_values[distinct // len(b_values)], b_values[distinct % len(b_values)], counts
+
+
 def refuse(problems: list[str]) -> None:
     """``ValueError`` listing the first 20 problems, if there are any."""
     if problems:
@@ -112,10 +146,20 @@ class TablesColumns:
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
 
-    def distinct(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
-        codes, uniques = pd.factorize(getattr(self.tables, table)[column], use_na_sentinel=True)
+    def _coded(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        frame = getattr(self.tables, table)
+        if column not in frame.columns:  # an optional column the table lacks: missing everywhere
+            return np.zeros(len(frame), dtype=np.int64), np.array([pd.NA], dtype=object)
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
         values = np.append(np.asarray(uniques, dtype=object), pd.NA)
-        return values, np.bincount(np.where(codes < 0, len(values) - 1, codes), minlength=len(values))
+        return np.where(codes < 0, len(values) - 1, codes), values
+
+    def distinct(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        codes, values = self._coded(table, column)
+        return values, np.bincount(codes, minlength=len(values))
+
+    def pairs(self, table: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return pair_counts(*self._coded(table, a), *self._coded(table, b))
 
     def numbers(self, table: str, column: str) -> np.ndarray:
         return getattr(self.tables, table)[column].to_numpy(dtype="float64")

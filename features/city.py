@@ -43,8 +43,8 @@ from features._city_columns import (
     _reorder,
     _rows_of,
 )
-from features.checks import contract_problems, refuse
-from features.contract import TABLE_COLUMNS
+from features.checks import contract_problems, pair_counts, refuse
+from features.contract import OPTIONAL_COLUMNS, TABLE_COLUMNS, columns_of
 from features.normalise import month_index_of, normalise_table
 from features.policy import PolicyBook
 from features.tables import Tables
@@ -67,7 +67,7 @@ class _Part:
 
     def arrays(self, rows: slice | np.ndarray) -> dict[str, np.ndarray]:
         out = {c: (self.key_values[self.key_codes[rows]] if c == self.key else _rows_of(self.columns[c], rows))
-               for c in TABLE_COLUMNS[self.name]}
+               for c in columns_of(self.name, self.columns)}
         if self.month_index is not None:
             out["month_index"] = self.month_index[self.columns["month"].codes[rows]]
         return out
@@ -102,7 +102,7 @@ class CityTables:
             raw[name] = _read_raw(directory, name)
             if raw[name] is None and name != "verifications":
                 raise FileNotFoundError(f"{directory}: no {name}.parquet or {name}.csv")
-        city = cls._build(raw, policy.all_towns if policy else None, check)
+        city = cls._build(raw, policy.all_towns if policy else None, check, policy.city_towns if policy else None)
         city.read_seconds = time.perf_counter() - start
         return city
 
@@ -110,12 +110,15 @@ class CityTables:
     def from_tables(cls, tables: Tables) -> CityTables:
         """The same store from tables already in memory (not checked again)."""
         raw = {name: {c: (Coded.of(tables.array(name, c)) if kind in STRING_KINDS and (name, c) not in KEY_STRINGS
-                          else tables.array(name, c)) for c, kind in spec.items()}
-               for name, spec in TABLE_COLUMNS.items()}
+                          else tables.array(name, c))
+                      for c, kind in columns_of(name, [c for c in OPTIONAL_COLUMNS.get(name, {})
+                                                       if tables.has(name, c)]).items()}
+               for name in TABLE_COLUMNS}
         return cls._build(raw, None, check=False)
 
     @classmethod
-    def _build(cls, raw: dict[str, Any], towns: frozenset[str] | None, check: bool) -> CityTables:
+    def _build(cls, raw: dict[str, Any], towns: frozenset[str] | None, check: bool,
+               cities: dict[str, frozenset[str]] | None = None) -> CityTables:
         households, persons, income, claims, assistance = (raw[n] for n in (
             "households", "persons", "income", "claims", "assistance"))
         keys = _arrow_strings(households["household_id"])
@@ -132,7 +135,7 @@ class CityTables:
         a_hh = _lookup(assistance["household_id"], keys)
         if check:
             columns = _CodedColumns(raw, household_ids, duplicated, {"income": i_person, "claims": c_person})
-            refuse(contract_problems(columns, towns))
+            refuse(contract_problems(columns, towns, cities))
         for table, key in (("households", "household_id"), ("persons", "person_id")):
             if duplicated[table]:
                 raise ValueError(f"{table}.{key}: duplicated keys")
@@ -240,8 +243,20 @@ class _CodedColumns:
     def distinct(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         if self._raw[table] is None:  # verifications may be absent: no rows
             return np.array([pd.NA], dtype=object), np.zeros(1, dtype=np.int64)
-        coded = self._raw[table][column]
+        coded = self._coded(table, column)
         return coded.values, coded.counts()
+
+    def _coded(self, table: str, column: str) -> Coded:
+        columns = self._raw[table]
+        if column in columns:
+            return columns[column]
+        # an optional column the table lacks (households.city): missing on every row
+        rows = len(next(iter(columns.values())))
+        return Coded(np.zeros(rows, dtype=np.int8), np.array([pd.NA], dtype=object))
+
+    def pairs(self, table: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first, second = self._coded(table, a), self._coded(table, b)
+        return pair_counts(first.codes, first.values, second.codes, second.values)
 
     def numbers(self, table: str, column: str) -> np.ndarray:
         return np.zeros(0) if self._raw[table] is None else self._raw[table][column]

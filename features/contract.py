@@ -4,6 +4,8 @@ and their columns, in the contract's order. Data only; :mod:`features.tables` re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 TOWNS_DEFAULT = (
     "yangshe", "tangqiao", "jingang", "jinfeng", "leyu", "fenghuang", "nanfeng", "daxin", "changyinsha",
 )
@@ -50,6 +52,20 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
     },
     "verifications": {"household_id": "str", "visited_on": "date", "finding": "cat"},
 }
+
+# Columns a table may carry beyond the contract's: the project's extensions, not the platform's
+# (docs/contract.md). A table without one reads as it always did; the feature code asks for them
+# with :func:`features.tables.Tables.has`. ``households.city``: the household's city (省内通办);
+# absent or empty, the city of its town.
+OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {"households": {"city": "str"}}
+
+
+def columns_of(name: str, present: Iterable[str] = ()) -> dict[str, str]:
+    """The contract's columns of table ``name``, then those of its optional columns that are in
+    ``present``: the columns a table read with those columns keeps, in order."""
+    present = set(present)
+    return {**TABLE_COLUMNS[name], **{c: k for c, k in OPTIONAL_COLUMNS.get(name, {}).items() if c in present}}
+
 
 CATEGORIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("households", "hukou_type"): HUKOU_TYPES,

@@ -16,7 +16,8 @@ TREND_CAP = 1e6
 WORK_SOURCES = ("wage", "business", "agriculture")
 
 
-def income_features(known: Known, n_members: np.ndarray, dibao_line: float) -> dict[str, np.ndarray]:
+def income_features(known: Known, n_members: np.ndarray, dibao_line: float | np.ndarray
+                    ) -> dict[str, np.ndarray]:
     """Income features per household.
 
     Amounts are yuan; ``*_per_capita_month`` is yuan per person per month averaged over the 12-month
@@ -24,6 +25,8 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float) -> d
     zero). ``n_working_age_work_income_3m`` counts members 16–59 paid wage, business or agricultural
     income in the last 3 months, ``n_unemployment_benefit_3m`` members paid unemployment benefit,
     ``n_wage_stopped_3m`` members paid wages in the 9 months before those 3 and not in them.
+    ``dibao_line``: yuan per person per month, one for all households or one per household (each
+    household's own city's).
     """
     rows = known.income(known.month - WINDOW_MONTHS + 1, ("month_index", "amount", "source"))
     hh, n = rows["hh"], known.n

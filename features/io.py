@@ -7,7 +7,7 @@ Files are one per table, ``<name>.parquet`` or ``<name>.csv``, named as in the c
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.checks import TablesColumns, contract_problems, refuse
+from features.contract import columns_of
 from features.policy import PolicyBook, parse_policy
 from features.tables import TABLE_COLUMNS, Tables, make_tables
 
@@ -73,14 +74,17 @@ def read_tables(directory: str | Path, *, check: bool = True, policy: PolicyBook
         frames[name] = frame
     tables = make_tables(**frames)
     if check:
-        refuse(check_tables(tables, towns=(policy.all_towns if policy else None)))
+        refuse(check_tables(tables, towns=(policy.all_towns if policy else None),
+                            cities=(policy.city_towns if policy else None)))
     return tables
 
 
-def check_tables(tables: Tables, towns: frozenset[str] | None = None) -> list[str]:
+def check_tables(tables: Tables, towns: frozenset[str] | None = None,
+                 cities: Mapping[str, frozenset[str]] | None = None) -> list[str]:
     """Contract checks on whole tables (:func:`features.checks.contract_problems`); returns the
-    problems found (empty when all hold)."""
-    return contract_problems(TablesColumns(tables), towns)
+    problems found (empty when all hold). ``towns``: the known towns (``PolicyBook.all_towns``);
+    ``cities``: each city's towns (``PolicyBook.city_towns``), for the optional ``city`` column."""
+    return contract_problems(TablesColumns(tables), towns, cities)
 
 
 def read_households(directory: str | Path, household_ids: Iterable[str]) -> Tables:
@@ -95,10 +99,13 @@ def read_households(directory: str | Path, household_ids: Iterable[str]) -> Tabl
         return city.take(city.codes_of(ids))
 
     def rows_of(name: str, key: str, values: list[str]) -> pd.DataFrame:
-        if not values:
-            return pd.DataFrame({c: [] for c in TABLE_COLUMNS[name]})
-        return pq.read_table(base / f"{name}.parquet", columns=list(TABLE_COLUMNS[name]),
-                             filters=[(key, "in", values)]).to_pandas()
+        path = base / f"{name}.parquet"
+        file = pq.ParquetFile(path)
+        columns = list(columns_of(name, file.schema_arrow.names))  # with the optional ones it has
+        # an empty table written by pandas may type its strings as parquet's null: nothing to filter
+        if not values or file.metadata.num_rows == 0:
+            return pd.DataFrame({c: [] for c in columns})
+        return pq.read_table(path, columns=columns, filters=[(key, "in", values)]).to_pandas()
 
     frames = {name: rows_of(name, "household_id", ids) for name in ("households", "persons", "assistance")}
     missing = sorted(set(ids) - set(frames["households"]["household_id"].astype(str)))

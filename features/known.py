@@ -125,6 +125,10 @@ class Known:
         """A column of the households table, in code order."""
         return _take(self.tables.array("households", column), self._order)
 
+    def optional_household(self, column: str) -> np.ndarray | None:
+        """An optional column of the households table (``city``), in code order; None when absent."""
+        return self.household(column) if self.tables.has("households", column) else None
+
     def persons(self) -> Rows:
         """Persons born on or before T, of a known household."""
         if self._persons is None:

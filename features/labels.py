@@ -13,6 +13,9 @@ BANDS = {"high": "高", "medium": "中", "low": "低"}
 TOWNS = {
     "yangshe": "杨舍", "tangqiao": "塘桥", "jingang": "金港", "jinfeng": "锦丰", "leyu": "乐余",
     "fenghuang": "凤凰", "nanfeng": "南丰", "daxin": "大新", "changyinsha": "常阴沙",
+    # 常熟市's (the policy file's second city)
+    "yushan": "虞山", "guli": "古里", "shajiabang": "沙家浜", "meili": "梅李", "haiyu": "海虞", "xinzhuang": "辛庄",
+    "zhitang": "支塘", "dongbang": "董浜", "shanghu": "尚湖", "bixi": "碧溪",
 }
 HUKOU = {"urban": "城镇", "rural": "农村"}
 HOUSING = {"owned": "自有", "rented": "租住", "public_rental": "公租房", "none": "无住房"}

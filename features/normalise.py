@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import TABLE_COLUMNS
+from features.contract import OPTIONAL_COLUMNS, TABLE_COLUMNS, columns_of
 
 
 def month_index(year: np.ndarray | int, month: np.ndarray | int) -> np.ndarray | int:
@@ -61,9 +61,11 @@ def empty_table(name: str) -> pd.DataFrame:
 
 
 def normalise_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Gives one raw table the dtypes the feature code expects; checks nothing beyond dtypes."""
-    spec = TABLE_COLUMNS[name]
-    missing = [c for c in spec if c not in frame.columns]
+    """Gives one raw table the dtypes the feature code expects; checks nothing beyond dtypes. The
+    contract's columns, in its order, then the optional columns the frame has
+    (:data:`features.contract.OPTIONAL_COLUMNS`); other columns are left out."""
+    spec = columns_of(name, frame.columns)
+    missing = [c for c in TABLE_COLUMNS[name] if c not in frame.columns]
     if missing:
         raise ValueError(f"table {name!r} lacks columns {missing}")
     out = {}
@@ -122,6 +124,13 @@ def _months(values: list[Any]) -> np.ndarray | None:
     return np.array(values, dtype=object) if all(type(v) is str and _MONTH.fullmatch(v) for v in values) else None
 
 
+def _optional_strings(values: list[Any]) -> np.ndarray | None:
+    """An optional column's strings, ``pd.NA`` where a row has none (as :func:`normalise_table` reads it)."""
+    if not all(v is None or type(v) is str for v in values):
+        return None
+    return np.array([pd.NA if v is None else v for v in values], dtype=object)
+
+
 _READERS = {"str": _strings, "cat": _strings, "int": _ints, "money": _money, "date": _dates,
             "date_or_null": _dates, "month": _months}
 # Values a bundle's pydantic model has already held to the contract (``domain.bundle``): straight in.
@@ -144,19 +153,23 @@ def arrays_from_rows(name: str, rows: Sequence[Mapping[str, Any]], fixed: Mappin
     fixed = fixed or {}
     given = given or {}
     arrays: dict[str, np.ndarray] = {}
-    for col, kind in TABLE_COLUMNS[name].items():
+    optional = OPTIONAL_COLUMNS.get(name, {})
+    spec = columns_of(name, [c for c in optional if c in fixed or c in given or any(c in r for r in rows)])
+    for col, kind in spec.items():
         if col in given:
             values = list(given[col])
         else:
             values = [fixed[col]] * len(rows) if col in fixed else [r.get(col) for r in rows]
-        if validated:
+        if col in optional:
+            array = _optional_strings(values)
+        elif validated:
             array = np.array(values, dtype=_VALIDATED[kind])
             arrays[col] = array.astype("datetime64[ns]") if kind in ("date", "date_or_null") else array
             continue
-        array = _READERS[kind](values)
+        else:
+            array = _READERS[kind](values)
         if array is None:
-            frame = pd.DataFrame([{**{c: r.get(c) for c in TABLE_COLUMNS[name]}, **fixed} for r in rows],
-                                 columns=list(TABLE_COLUMNS[name]))
+            frame = pd.DataFrame([{**{c: r.get(c) for c in spec}, **fixed} for r in rows], columns=list(spec))
             for c, v in given.items():
                 frame[c] = pd.Series(list(v), dtype=object)
             normal = normalise_table(name, frame)

@@ -58,11 +58,12 @@ def _zero_if_none(maxima: np.ndarray) -> np.ndarray:
 
 
 def burden_features(oop_12m: np.ndarray, income_12m: np.ndarray, n_members: np.ndarray,
-                    dibao_line: float) -> dict[str, np.ndarray]:
+                    dibao_line: float | np.ndarray) -> dict[str, np.ndarray]:
     """Out-of-pocket spending against income and against capacity to pay.
 
     Capacity to pay (WHO's, Xu et al. 2003, with the 低保 line as subsistence) is the 12-month
-    income less ``dibao_line × members × 12``. Where income is not reported the ratios are NaN.
+    income less ``dibao_line × members × 12`` (``dibao_line``: one for all, or each household's own
+    city's). Where income is not reported the ratios are NaN.
     """
     subsistence = dibao_line * n_members * 12.0
     capacity = np.maximum(income_12m - subsistence, 0.0)

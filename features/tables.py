@@ -76,6 +76,11 @@ class Tables:
         object.__setattr__(self, name, frame)
         return frame
 
+    def has(self, table: str, column: str) -> bool:
+        """Whether ``table`` holds ``column``: an optional column (``households.city``) may be absent."""
+        frame = self.__dict__.get(table)
+        return column in (self.__dict__["_arrays"][table] if frame is None else frame.columns)
+
     def array(self, table: str, column: str) -> np.ndarray:
         """One column as a numpy array (treat it as read-only), without building a DataFrame."""
         frame = self.__dict__.get(table)
@@ -101,12 +106,14 @@ def tables_from_bundle(bundle: Mapping[str, Any]) -> Tables:
     Members may omit ``household_id``; they belong to the bundle's household by construction.
     Values in the contract's own form (strings, ``YYYY-MM-DD`` dates, ``YYYY-MM`` months, ints and
     floats) are read straight into arrays; a table holding anything else is read through pandas
-    (:func:`features.normalise.normalise_table`), as all tables were before.
+    (:func:`features.normalise.normalise_table`), as all tables were before. The bundle's ``city``,
+    where it gives one, is the households table's ``city`` column.
     """
     household = bundle["household"]
     owner = {"household_id": household["household_id"]}
+    city = {"city": bundle["city"]} if bundle.get("city") is not None else None
     return Tables.from_arrays({
-        "households": arrays_from_rows("households", [household]),
+        "households": arrays_from_rows("households", [household], city),
         "persons": arrays_from_rows("persons", bundle.get("members") or [], owner),
         "income": arrays_from_rows("income", bundle.get("income") or []),
         "claims": arrays_from_rows("claims", bundle.get("claims") or []),
@@ -141,8 +148,11 @@ def tables_from_bundles(bundles: Sequence[Mapping[str, Any]]) -> Tables:
         member_ids.extend([prefix + str(r.get("person_id")) for r in ms])
         income_ids.extend([prefix + str(r.get("person_id")) for r in inc])
         claim_ids.extend([prefix + str(r.get("person_id")) for r in cl])
+    given: dict[str, list[Any]] = {"household_id": codes}
+    if any(b.get("city") is not None for b in bundles):
+        given["city"] = [b.get("city") for b in bundles]
     return Tables.from_arrays({
-        "households": arrays_from_rows("households", households, given={"household_id": codes}, validated=True),
+        "households": arrays_from_rows("households", households, given=given, validated=True),
         "persons": arrays_from_rows("persons", members, given={"household_id": owner_of_member,
                                                               "person_id": member_ids}, validated=True),
         "income": arrays_from_rows("income", income, given={"person_id": income_ids}, validated=True),
@@ -176,6 +186,7 @@ def bundle_from_tables(tables: Tables, household_id: str, as_of: str) -> dict[st
     """The API request body for one household, holding its rows dated on or before ``as_of``.
 
     The inverse of :func:`tables_from_bundle`; the batch/API parity test and the examples use it.
+    A household's ``city`` (the optional column), where it has one, is the bundle's ``city``.
     """
     t = pd.Timestamp(as_of)
     m = t.year * 12 + t.month - 1
@@ -188,8 +199,10 @@ def bundle_from_tables(tables: Tables, household_id: str, as_of: str) -> dict[st
     claims = tables.claims.loc[tables.claims["person_id"].isin(ids) & (tables.claims["service_date"] <= t)]
     assistance = tables.assistance.loc[(tables.assistance["household_id"] == household_id)
                                        & (tables.assistance["start_date"] <= t)]
+    city = hh["city"].iloc[0] if "city" in hh.columns else None
     return {
         "as_of": t.strftime("%Y-%m-%d"),
+        **({"city": city} if isinstance(city, str) and city else {}),
         "household": _records(hh, TABLE_COLUMNS["households"])[0],
         "members": _records(persons, TABLE_COLUMNS["persons"]),
         "income": _records(income, TABLE_COLUMNS["income"]),

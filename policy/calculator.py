@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import build_features
+from features.build import build_features, household_cities
 from features.known import Known, is_in
 from features.labels import PROGRAMS as PROGRAM_NAMES
 from features.policy import PolicyBook, PolicyVersion
@@ -243,13 +243,19 @@ CHECKS = (check_dibao, check_edge_income, check_edge_expenditure, check_expendit
 def check_programs(tables: Tables, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook,
                    features: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The calculator's answer for one household: every programme with its steps, and the
-    parameter versions used."""
-    return programs_for(household_facts(tables, as_of, policy, features), as_of, policy, eligibility)
+    parameter versions used: those in force on ``as_of`` in the household's own city (its ``city``,
+    else its town's; :func:`features.build.household_cities`)."""
+    city = str(household_cities(tables, policy)[0])
+    return programs_for(household_facts(tables, as_of, policy, features), as_of, policy, eligibility, city)
 
 
-def programs_for(x: Facts, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook) -> dict[str, Any]:
-    """:func:`check_programs` from the household's :class:`Facts`."""
-    v, e = policy.at(as_of), eligibility.at(as_of)
+def programs_for(x: Facts, as_of: dt.date, policy: PolicyBook, eligibility: EligibilityBook,
+                 city: str | None = None) -> dict[str, Any]:
+    """:func:`check_programs` from the household's :class:`Facts`, judged by the parameters of
+    ``city`` (None: the home city) in force on ``as_of``; the eligibility limits are one set for all
+    cities (the asset limit is a number of months of the city's own line)."""
+    v, e = policy.at(as_of, city), eligibility.at(as_of)
     return {"programs": [check(x, v, e).as_dict() for check in CHECKS],
             "parameters": {"version": v.version, "effective_from": v.effective_from.isoformat(),
-                           "eligibility_version": e.version}}
+                           "eligibility_version": e.version, "city": v.city,
+                           "city_name": policy.city(v.city).name_zh, "dibao_standard_monthly": v.dibao_line}}

@@ -119,10 +119,22 @@ def parse_lists(doc: Mapping[str, Any]) -> ListBook:
 
 
 # ---- listing ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Evaluated:
+    """The lists in force, and per city group (:meth:`PolicyBook.groups`) its rows (None: all) and
+    its features' columns with that city's parameters in force; the matrix of every household."""
+
+    lists: tuple[ListDefinition, ...]
+    groups: list[tuple[np.ndarray | None, _Frame]]
+    matrix: np.ndarray
+
+
 def _evaluate_lists(features: Columns, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
-                    book: ListBook) -> tuple[tuple[ListDefinition, ...], _Frame, np.ndarray]:
-    """The lists in force, the features' columns with the parameters in force, and the matrix.
-    ``features``: the features frame, or its columns as arrays of one length (feature id → array)."""
+                    book: ListBook, cities: np.ndarray | None = None) -> _Evaluated:
+    """The lists in force and where each holds. ``features``: the features frame, or its columns as
+    arrays of one length (feature id → array); ``cities``: each row's city (None: the home city's).
+    A threshold naming a parameter takes the household's own city's: the rows of each city are
+    evaluated together with its version in force (most calls have one city, one group)."""
     day = _as_date(as_of)
     lists = book.at(day)
     have = set(features.columns.tolist() if isinstance(features, pd.DataFrame) else features)
@@ -131,35 +143,55 @@ def _evaluate_lists(features: Columns, as_of: dt.date | str | pd.Timestamp, poli
         if missing:
             raise KeyError(f"the features frame lacks {missing}, needed by list {d.id!r}")
     n = len(features) if isinstance(features, pd.DataFrame) else len(next(iter(features.values()), ()))
-    f = _Frame(features, n, policy.at(day), {**book.rules, **policy.rules})
+    if cities is not None and len(cities) != n:
+        raise ValueError(f"{len(cities)} cities for {n} households")
+    rules = {**book.rules, **policy.rules}
     matrix = np.empty((n, len(lists)), dtype=bool)
-    for j, d in enumerate(lists):
-        matrix[:, j] = evaluate(d.condition, f)
-    return lists, f, matrix
+    groups: list[tuple[np.ndarray | None, _Frame]] = []
+    for city, rows in policy.groups(cities):
+        if rows is None:
+            f = _Frame(features, n, policy.at(day, city), rules)
+        else:
+            needed = set().union(*(d.features for d in lists))
+            f = _Frame({c: np.asarray(features[c], dtype="float64")[rows] for c in needed}, len(rows),
+                       policy.at(day, city), rules)
+        for j, d in enumerate(lists):
+            if rows is None:
+                matrix[:, j] = evaluate(d.condition, f)
+            else:
+                matrix[rows, j] = evaluate(d.condition, f)
+        groups.append((rows, f))
+    return _Evaluated(lists, groups, matrix)
 
 
 def list_matrix(features: pd.DataFrame, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
-                book: ListBook) -> pd.DataFrame:
+                book: ListBook, cities: np.ndarray | None = None) -> pd.DataFrame:
     """One boolean column per list in force on ``as_of`` (book order), one row per household
     (``features``' index). ``features`` is :func:`features.build.build_features` at the same
-    ``as_of``; thresholds that name a parameter use the ``[[version]]`` in force on ``as_of``."""
-    lists, _, matrix = _evaluate_lists(features, as_of, policy, book)
-    return pd.DataFrame(matrix, index=features.index, columns=pd.Index([d.id for d in lists], dtype=object))
+    ``as_of``; thresholds that name a parameter use the ``[[version]]`` in force on ``as_of`` in
+    each household's city (``cities``, one per row, as :func:`features.build.household_cities`
+    gives them; None: the home city)."""
+    e = _evaluate_lists(features, as_of, policy, book, cities)
+    return pd.DataFrame(e.matrix, index=features.index, columns=pd.Index([d.id for d in e.lists], dtype=object))
 
 
 def household_lists(features: Columns, as_of: dt.date | str | pd.Timestamp, policy: PolicyBook,
-                    book: ListBook) -> list[list[dict[str, Any]]]:
+                    book: ListBook, cities: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
     """Per household (row of ``features``, or position in its column arrays), the lists it is on, in
     book order: ``{"list", "label", "version", "why"}``, ``why`` a Chinese sentence with the
-    household's own values against the thresholds."""
-    lists, f, matrix = _evaluate_lists(features, as_of, policy, book)
-    out: list[list[dict[str, Any]]] = [[] for _ in range(f.n)]
-    for j, d in enumerate(lists):
-        rows = np.flatnonzero(matrix[:, j])
-        if len(rows):
-            whys = f"{d.label_zh}：" + _why(d.condition, f.take(rows, d.features)) + "。"
-            for row, why in zip(rows.tolist(), whys, strict=True):
-                out[row].append({"list": d.id, "label": d.label_zh, "version": d.version, "why": why})
+    household's own values against the thresholds (its own city's lines; ``cities`` as for
+    :func:`list_matrix`)."""
+    e = _evaluate_lists(features, as_of, policy, book, cities)
+    n = e.matrix.shape[0]
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for rows, f in e.groups:  # a household is in one group: its items come in book order
+        local = e.matrix if rows is None else e.matrix[rows]
+        for j, d in enumerate(e.lists):
+            on = np.flatnonzero(local[:, j])
+            if len(on):
+                whys = f"{d.label_zh}：" + _why(d.condition, f.take(on, d.features)) + "。"
+                for row, why in zip((on if rows is None else rows[on]).tolist(), whys, strict=True):
+                    out[row].append({"list": d.id, "label": d.label_zh, "version": d.version, "why": why})
     return out
 
 

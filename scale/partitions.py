@@ -157,7 +157,7 @@ def _read_partition(directory: str, households: np.ndarray, policy: PolicyBook, 
             raise FileNotFoundError(f"{directory}: no {name}.parquet or {name}.csv")
     tables = make_tables(**raw)
     if check:
-        problems = check_tables(tables, towns=policy.all_towns)
+        problems = check_tables(tables, towns=policy.all_towns, cities=policy.city_towns)
         if problems:
             raise ValueError("bad input tables:\n  " + "\n  ".join(problems[:20]))
     frames = {name: getattr(tables, name) for name in TABLES}

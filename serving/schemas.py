@@ -204,6 +204,63 @@ class PolicyParameters(BaseModel):
     version: str
     effective_from: str
     eligibility_version: str
+    city: str = Field(description="the city whose parameters judged the household (its bundle's city, or the home "
+                                  "city)")
+    city_name: str = Field(description="城市名称")
+    dibao_standard_monthly: float = Field(description="that city's 低保标准 in force, yuan/person/month")
+
+
+# ---- the parameters in force per city (GET /v1/policy/parameters) ---------------------------------
+class ParametersQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    city: str | None = Field(None, min_length=1, max_length=64,
+                             description="a city id of the policy file; absent: every city, in brief")
+    on: IsoDate | None = Field(None, description="the day (YYYY-MM-DD) whose parameters; absent: today")
+
+
+class EligibilityLimits(BaseModel):
+    version: str
+    effective_from: str
+    assets_months_of_line: float = Field(description="financial assets per person at most this many months of the "
+                                                     "city's 低保标准")
+    assets_limit_per_capita: float = Field(description="that limit in yuan, with this city's line")
+    max_properties: int
+    max_vehicles: int
+    expenditure_older_multiple: float
+
+
+class CityParameters(BaseModel):
+    city: str
+    name: str = Field(description="城市名称")
+    home: bool = Field(description="the home city: its parameters judge a bundle without city")
+    on: str
+    version: str
+    effective_from: str
+    dibao_standard_monthly: float = Field(description="低保标准, yuan/person/month")
+    edge_multiple: float = Field(description="低保边缘 = edge_multiple × 低保标准")
+    edge_standard_monthly: float = Field(description="低保边缘标准, yuan/person/month")
+    pdi_urban: float = Field(description="last year's per-capita disposable income, urban, yuan/year")
+    pdi_rural: float
+    pdi_all: float
+    rigid_share: float = Field(description="支出型: rigid spending above this share of income")
+    towns: list[str] = Field(description="the city's town codes")
+    eligibility: EligibilityLimits = Field(description="the policy calculator's limits in force (one set for all "
+                                                       "cities)")
+
+
+class CityBrief(BaseModel):
+    city: str
+    name: str
+    home: bool
+    towns: list[str]
+    dibao_standard_monthly: float | None = Field(description="null where the city has no version in force on the day")
+    version: str | None
+
+
+class CitiesOverview(BaseModel):
+    home_city: str
+    on: str
+    cities: list[CityBrief]
 
 
 class PolicyCheckBody(BaseModel):

@@ -297,13 +297,15 @@ def test_worklist_per_town(batch, policy, tmp_path):
     assert ws["A1"].value == NOTE and "不作为拒绝救助的依据" in NOTE
     assert [c.value for c in ws[2]] == list(WORKLIST_COLUMNS) and ws.freeze_panes == "A3"
     assert ws.max_row == 2 + files.listed["yangshe"]
-    assert ws.column_dimensions["G"].width == WORKLIST_COLUMNS["主要原因"]
-    assert ws.cell(row=3, column=7).alignment.wrap_text
+    assert ws.column_dimensions["H"].width == WORKLIST_COLUMNS["主要原因"]
+    assert ws.cell(row=3, column=8).alignment.wrap_text
     overview = wb[SUMMARY_SHEET]
     assert overview["A1"].value == NOTE
     header = [c.value for c in overview[4]]
-    assert header[:3] == ["镇（街道）", "户数", "模型标记户数（任一风险）"] and header[-2:] == ["走访容量", "清单户数"]
-    assert sum(overview.cell(row=r, column=2).value for r in range(5, overview.max_row + 1)) == len(scores)
+    assert header[:4] == ["市", "镇（街道）", "户数", "模型标记户数（任一风险）"]
+    assert header[-2:] == ["走访容量", "清单户数"]
+    assert {overview.cell(row=r, column=1).value for r in range(5, overview.max_row + 1)} == {"张家港市"}
+    assert sum(overview.cell(row=r, column=3).value for r in range(5, overview.max_row + 1)) == len(scores)
 
 
 @pytest.mark.slow
@@ -408,4 +410,4 @@ def test_worklist_writes_ids_and_towns_that_look_like_formulas_as_text(batch, se
     assert {"'" + i for i in ids.values()} <= texts and "'=1+1 =1+1" in texts  # the summary's town cell
     ws = wb[next(n for n in wb.sheetnames if n.startswith("=1+1"))]
     assert all(isinstance(ws.cell(row=r, column=1).value, int) for r in range(3, ws.max_row + 1))
-    assert all(isinstance(ws.cell(row=r, column=6).value, float) for r in range(3, ws.max_row + 1))
+    assert all(isinstance(ws.cell(row=r, column=7).value, float) for r in range(3, ws.max_row + 1))  # 最高风险概率

@@ -62,7 +62,10 @@ def test_the_packaged_file_parses():
     assert book.at(dt.date(2025, 1, 1)).dibao_line == 1100.0
     assert book.at(dt.date(2025, 1, 1)).edge_line == 1650.0
     assert book.at(dt.date(2000, 1, 1)).version == "2000.backfill"
-    assert book.all_towns == frozenset(TOWNS_DEFAULT)
+    assert book.home_city == "zhangjiagang" and book.city_ids == ("zhangjiagang", "changshu")
+    assert book.towns_of("zhangjiagang", dt.date(2025, 1, 1)) == TOWNS_DEFAULT
+    assert book.all_towns == frozenset(TOWNS_DEFAULT) | book.city_towns["changshu"]
+    assert book.at(dt.date(2025, 1, 1), "changshu").dibao_line == 1000.0
     assert book.rules["catastrophic_capacity_share"] == 0.4
     with pytest.raises(ValueError, match="^no policy parameters in force on 1999-12-31"):
         book.at(dt.date(1999, 12, 31))

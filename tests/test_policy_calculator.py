@@ -129,7 +129,8 @@ def test_check_programs_from_a_bundle(policy):
     assert [p["program"] for p in answer["programs"]] == ["dibao", "dibao_edge_income", "dibao_edge_expenditure",
                                                           "expenditure_hardship", "tekun"]
     assert answer["parameters"] == {"version": "2025.1", "effective_from": "2025-01-01",
-                                    "eligibility_version": "2024.1"}
+                                    "eligibility_version": "2024.1", "city": "zhangjiagang",
+                                    "city_name": "张家港市", "dibao_standard_monthly": 1100.0}
 
 
 # ---- what each step says ----------------------------------------------------------------------------

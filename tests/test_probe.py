@@ -91,6 +91,7 @@ STORE_ROUTES = {  # what needs the store: 503 when it is down (the probe checks 
 def valid_bundle(household_id: str = "HPROBE1") -> dict[str, Any]:
     b = copy.deepcopy(CONTRACT_EXAMPLE)
     b["household"]["household_id"] = household_id
+    b["city"] = "zhangjiagang"  # the optional field too, so that it is probed with odd values
     b["assistance"] = [{"program": PROGRAMS[0], "start_date": "2026-01-01", "end_date": "2026-05-31",
                         "monthly_amount": 600.0}]
     return b
@@ -349,16 +350,17 @@ def drop_pg_schema(url: str) -> None:
 # ---- the probes ---------------------------------------------------------------------------------------------
 def test_the_probe_knows_every_route():
     paths = {r.path for _, r in CALLS}
-    assert {"/v1/score", "/v1/score/batch", "/v1/feedback", "/v1/policy/check", "/v1/audit",
-            "/v1/audit/{request_id}", "/v1/households/{household_id}", "/v1/models", "/healthz", "/readyz",
-            "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}",
+    assert {"/v1/score", "/v1/score/batch", "/v1/feedback", "/v1/policy/check", "/v1/policy/parameters",
+            "/v1/audit", "/v1/audit/{request_id}", "/v1/households/{household_id}", "/v1/models", "/healthz",
+            "/readyz", "/ui/audit", "/ui/audit.csv", "/ui/cases/{request_id}", "/ui/login", "/ui/models/{name}",
             "/v1/lists", "/v1/households/{household_id}/plan",
             "/v1/households/{household_id}/plan/measures/{measure_id}/events", "/v1/assessments",
-            "/v1/households/{household_id}/needs"} <= paths
+            "/v1/households/{household_id}/needs", "/v1/monitoring/drift", "/ui/models/{name}/drift"} <= paths
     assert "/ui/static/ui.css" not in paths
     assert {"before_seq", "limit", "household_id", "since", "model_name"} <= set(
         query_params(next(r for _, r in CALLS if r.path == "/v1/audit")))
     assert query_params(next(r for _, r in CALLS if r.path == "/v1/lists")) == ["on"]
+    assert query_params(next(r for _, r in CALLS if r.path == "/v1/policy/parameters")) == ["city", "on"]
     # every route that takes a body is probed as JSON (its documented model) or as a page's form
     assert {r.path for _, r in BODY_CALLS} == {r.path for _, r in JSON_CALLS} | {r.path for _, r in FORM_CALLS}
     assert {documented_body(r) for _, r in JSON_CALLS} == {"Bundle", "BatchRequest", "FeedbackRequest",

@@ -119,8 +119,16 @@ RULES = RULES_BY_RISK["illness_poverty"]
 
 
 def rule_scores(features: pd.DataFrame, as_of: pd.Timestamp, policy: PolicyBook,
-                risk: str = "illness_poverty") -> pd.DataFrame:
-    """One column per rule of ``risk``: its ranking score (≥ 1000 where the rule fires)."""
-    v = policy.at(pd.Timestamp(as_of).date())
-    return pd.DataFrame({rule.name: rule.score(features, v, dict(policy.rules)) for rule in RULES_BY_RISK[risk]},
-                        index=features.index)
+                risk: str = "illness_poverty", cities: np.ndarray | None = None) -> pd.DataFrame:
+    """One column per rule of ``risk``: its ranking score (≥ 1000 where the rule fires). Each
+    household is judged by the parameters in force in its city (``cities``, one per row, as
+    :func:`features.build.household_cities` gives them; None: the home city, the training data's)."""
+    day = pd.Timestamp(as_of).date()
+    rules = RULES_BY_RISK[risk]
+    out = np.empty((len(features), len(rules)))
+    for city, rows in policy.groups(cities):
+        v = policy.at(day, city)
+        part = features if rows is None else features.iloc[rows]
+        for j, rule in enumerate(rules):
+            out[slice(None) if rows is None else rows, j] = rule.score(part, v, dict(policy.rules))
+    return pd.DataFrame(out, index=features.index, columns=[rule.name for rule in rules])
