@@ -37,10 +37,11 @@ NOTE_MAX = 2000       # characters of a visit's note
 FUTURE_GRACE = dt.timedelta(days=1)  # the platform's clock (UTC+8) may be ahead of the server's
 
 
-def parameters_on(policy: PolicyBook, day: dt.date) -> tuple[PolicyVersion, Mapping[str, float]]:
-    """The parameters in force on ``day`` and the ``[rules]`` thresholds: the one place the needs
-    assessment asks for them (per-city lines, when they come, change only this function)."""
-    return policy.at(day), policy.rules
+def parameters_on(policy: PolicyBook, day: dt.date, town: str | None = None
+                  ) -> tuple[PolicyVersion, Mapping[str, float]]:
+    """The parameters in force on ``day`` in the city of ``town`` (None, or a town no city knows: the
+    home city's) and the ``[rules]`` thresholds: the one place the needs assessment asks for them."""
+    return policy.at(day, policy.city_of_town(town) if town else None), policy.rules
 
 
 class AssessmentRefused(ValueError):
@@ -115,7 +116,7 @@ class NeedsService:
         as_of: str | None = latest["as_of"] if latest else None
         day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
         instrument = self.instruments.at(day)
-        v, rules = parameters_on(self.policy, day)
+        v, rules = parameters_on(self.policy, day, latest.get("town") if latest else None)
         values = {f["feature"]: f["value"] for f in file.get("features") or ()}
         columns = {k: np.array([math.nan if x is None else float(x)]) for k, x in values.items()} or None
         eligibility = file.get("eligibility")

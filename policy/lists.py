@@ -250,11 +250,13 @@ def describe_lists(lists: tuple[ListDefinition, ...], v: PolicyVersion, rules: M
             for d in lists]
 
 
-def lists_in_force(on: dt.date | str | pd.Timestamp, policy: PolicyBook, book: ListBook) -> list[dict[str, Any]]:
-    """The lists in force on ``on`` (:meth:`ListBook.at`), their thresholds under the ``[[version]]``
-    in force that day; ``ValueError`` when no parameters are in force yet (before the first version)."""
+def lists_in_force(on: dt.date | str | pd.Timestamp, policy: PolicyBook, book: ListBook,
+                   city: str | None = None) -> list[dict[str, Any]]:
+    """The lists in force on ``on`` (:meth:`ListBook.at`), their thresholds under ``city``'s
+    ``[[version]]`` in force that day (None: the home city); ``ValueError`` when no parameters are in
+    force yet (before the city's first version), ``KeyError`` for a city the policy file does not know."""
     day = _as_date(on)
-    return describe_lists(book.at(day), policy.at(day), {**book.rules, **policy.rules})
+    return describe_lists(book.at(day), policy.at(day, city), {**book.rules, **policy.rules})
 
 
 __all__ = ["Condition", "DefinitionError", "Group", "Helper", "LIST_FIELDS", "ListBook", "ListDefinition",

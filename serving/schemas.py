@@ -284,6 +284,7 @@ class ListDefinitionOut(BaseModel):
 
 class ListsResponse(BaseModel):
     on: str = Field(description="YYYY-MM-DD: the day the definitions and thresholds are in force")
+    city: str = Field(description="the city whose parameters the thresholds are (省内通办)")
     lists: list[ListDefinitionOut] = Field(description="the lists in force that day, in the policy file's order")
 
 

@@ -24,7 +24,8 @@ def test_the_lists_in_force_on_a_day(client, policy, role):
     r = client.get("/v1/lists", params={"on": "2026-06-30"}, headers=auth(role))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body == {"on": "2026-06-30", "lists": lists_in_force("2026-06-30", policy, load_lists())}
+    assert body == {"on": "2026-06-30", "city": policy.home_city,
+                    "lists": lists_in_force("2026-06-30", policy, load_lists())}
     assert len(body["lists"]) == 13
     first = body["lists"][0]
     assert first["list"] == "low_income_margin" and first["label"] == "低收入边缘"
@@ -78,3 +79,18 @@ def test_over_a_real_server(live_server):
     spec = httpx.get(f"{live_server['url']}/openapi.json", timeout=30).json()
     assert spec["paths"]["/v1/lists"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ListsResponse"}
+
+
+def test_the_lists_with_another_citys_thresholds(client, policy):
+    """省内通办: the same definitions, each threshold the named city's line in force that day."""
+    home = client.get("/v1/lists", params={"on": "2026-06-30"}, headers=auth("platform")).json()
+    other_city = next(c for c in policy.city_ids if c != policy.home_city)
+    other = client.get("/v1/lists", params={"on": "2026-06-30", "city": other_city}, headers=auth("platform")).json()
+    assert other["city"] == other_city and [x["list"] for x in other["lists"]] == [x["list"] for x in home["lists"]]
+    line = f"{policy.at(dt.date(2026, 6, 30), other_city).dibao_line:,.0f} 元/人·月"
+    low_income = next(x for x in other["lists"] if x["list"] == "low_income_margin")
+    assert line in low_income["definition"] and low_income["definition"] != next(
+        x for x in home["lists"] if x["list"] == "low_income_margin")["definition"]
+    for bad in ("nowhere", "Zhangjiagang", "\x00", "x" * 65):
+        r = client.get("/v1/lists", params={"city": bad}, headers=auth("platform"))
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "city"], (bad, r.text)
