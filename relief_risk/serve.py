@@ -64,6 +64,9 @@ def serve(host: str, port: int, workers: int = 1, log_level: str = "info", log_f
     from serving.logs import configure
 
     configure(log_format, log_level)  # type: ignore[arg-type]
+    # MLflow draws a progress bar on standard error for each artifact the model pages download: not a
+    # log line (the log is one JSON object a line), and nobody watches a service's terminal
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if workers <= 1:
         import uvicorn
 

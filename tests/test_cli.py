@@ -156,6 +156,6 @@ def test_worklist_prints_a_summary_and_json(trained, small_city, tmp_path, capsy
 
     printed = json.loads(run(capsys, "worklist", "--data", str(small_city), "--out", str(out), "--capacity", "5",
                              "--no-progress", "--json"))
-    assert set(printed) == {"batch", "excel", "csv", "listed"}
+    assert set(printed) == {"batch", "excel", "csv", "listed", "overdue"}
     assert printed["excel"] == str(out / "worklist.xlsx") and sum(printed["listed"].values()) == listed
     assert sorted(printed["csv"].values()) == [str(p) for p in csvs]
