@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         visited = flagged[:a.visits]
         print(f"{len(flagged)} flagged; visiting {len(visited)} …", file=sys.stderr)
         day0 = dt.date.fromisoformat(as_of)
-        walked: list[tuple[str, str]] = []  # (household, request id) with at least one delivered measure
+        walked: list[tuple[str, str, bool]] = []  # (household, request id, flagged for illness) with help delivered
         for r in visited:
             hid, rid = r["household_id"], r["request_id"]
             visit = min(day0 + dt.timedelta(days=rng.randint(3, 20)), a.today)
@@ -165,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                           {"status": status, "actor": f"{m['owner_label']}经办人", "on": day.isoformat()})
                     delivered |= status == "delivered"
             if delivered:
-                walked.append((hid, rid))
+                ill = any(x["flagged"] and x["risk"] == "illness_poverty" for x in r["scores"])
+                walked.append((hid, rid, ill))
 
         models = _get(c, "/v1/models", auditor)
         example = None
-        if walked:
-            hid, rid = walked[0]
+        if walked:  # the example: an illness-flagged household if one got help (因病致贫 comes first)
+            hid, rid, _ = next((w for w in walked if w[2]), walked[0])
             example = {"household_id": hid, "request_id": rid,
                        "file": _get(c, f"/v1/households/{hid}", auditor),
                        "needs": _get(c, f"/v1/households/{hid}/needs", auditor),
