@@ -382,15 +382,29 @@ def test_outside_its_towns_a_household_has_no_needs_for_a_scoped_key(scoped_clie
 
 # ---- the case page in a real browser ------------------------------------------------------------------
 @pytest.mark.slow
-def test_the_case_page_shows_the_needs_assessment_in_a_browser(live_server, api):
-    from tests.test_ui import CHROMIUM, CHROMIUM_ARGS, _playwright
+def test_the_case_page_shows_needs_plan_and_history_in_a_browser(live_server, api):
+    """The auditor's case page, in Chromium: the needs assessment (data and the visit), the plan with a
+    measure walked to delivered and one declined, and the household's score history."""
+    from tests.test_ui import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, _playwright
 
     sync_playwright = _playwright()
     h = hid()
+    earlier = score(api, copy.deepcopy(_ill(h)))["request_id"]
     rid = score(api, copy.deepcopy(_ill(h)))["request_id"]
     assert assess(api, request_id=rid, assessed_on="2026-07-08", assessor="SW0099",
                   domains=[{"domain": "social_support", "level": 2, "evidence": "配偶焦虑失眠，需心理疏导"}]
                   ).status_code == 201
+    plan = api.post(f"/v1/households/{h}/plan", json={}, headers=auth("platform"))
+    assert plan.status_code == 201, plan.text
+    walked, declined = plan.json()["measures"][:2]
+    today = dt.date.today().isoformat()
+    for status, note in (("agreed", None), ("in_progress", None), ("delivered", "已发放医疗救助金")):
+        r = api.post(f"/v1/households/{h}/plan/measures/{walked['measure_id']}/events", headers=auth("platform"),
+                     json={"status": status, "actor": "社工0099", "on": today, **({"note": note} if note else {})})
+        assert r.status_code == 201, r.text
+    r = api.post(f"/v1/households/{h}/plan/measures/{declined['measure_id']}/events", headers=auth("platform"),
+                 json={"status": "declined", "actor": "社工0099", "on": today, "note": "户方表示暂不需要"})
+    assert r.status_code == 201, r.text
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -412,6 +426,23 @@ def test_the_case_page_shows_the_needs_assessment_in_a_browser(live_server, api)
             assert "配偶焦虑失眠，需心理疏导" in visit.inner_text()
             assert "SW0099" in visit.inner_text() and "2026-07-08" in visit.inner_text()
             assert "入户走访" in visit.inner_text()
+
+            plan_section = page.locator("section#plan")
+            assert "帮扶计划（一户一策）" in plan_section.locator("h2").inner_text()
+            rows = plan_section.locator("tbody tr")
+            assert rows.count() == len(plan.json()["measures"])
+            done = rows.filter(has_text=walked["label"]).first
+            assert "已落实" in done.inner_text() and walked["owner_label"] in done.inner_text()
+            assert f"{today} 已落实 · 社工0099：已发放医疗救助金" in done.inner_text()
+            assert done.locator("ol.events li").count() == 4  # proposed, agreed, in progress, delivered
+            refused = rows.filter(has_text=declined["label"]).first
+            assert "户方拒绝" in refused.inner_text() and "户方表示暂不需要" in refused.inner_text()
+
+            history = page.locator("section#history")
+            assert history.locator(f'a[href="/ui/cases/{earlier}"]').is_visible()
+            assert history.locator("tbody tr").count() >= 2
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "case_needs_plan.png"), full_page=True)
         finally:
             browser.close()
 
