@@ -10,12 +10,13 @@ describes those bodies, :func:`documented_body` declares the request body of suc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from domain.bundle import pydantic_problems
 from serving.errors import BadRequest
 
 
@@ -62,3 +63,14 @@ def add_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], raw: Any) -> M:
+    """``raw`` (a body read by :func:`json_body`) as ``model``, or 422 naming each bad field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise BadRequest(pydantic_problems(exc)) from None

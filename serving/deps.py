@@ -20,17 +20,18 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from domain.advice import Advisor
-from domain.bundle import parse_bundle
+from domain.bundle import ID_MAX_LENGTH, ID_PATTERN, parse_bundle
 from domain.needs import NeedsService
 from domain.scoring import Scorer
 from features.policy import PolicyBook
 from serving.bodies import json_body
-from serving.errors import BadRequest, NotReady, StoreUnavailable
+from serving.errors import BadRequest, NotReady, StoreUnavailable, store_down
 from store.access import AccessLog, Caller
-from store.audit import AuditStore
+from store.audit import AuditRecord, AuditStore
 from store.feedback import FeedbackStore
 from store.plans import PlanStore
 from store.writer import GroupCommitter
@@ -160,3 +161,22 @@ AccessDep = Annotated[AccessLog, Depends(access)]
 PolicyDep = Annotated[PolicyBook, Depends(policy)]
 PlansDep = Annotated[PlanStore, Depends(plans)]
 NeedsDep = Annotated[NeedsService, Depends(needs)]
+# a household id in a path: the bundle's id pattern, checked before anything reaches the store
+HouseholdId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+
+
+def prompting_record(audit: AuditStore, caller: Caller, request_id: str, what: str) -> AuditRecord:
+    """The score request a caseworker's record (feedback, an assessment) is tied to: 404 when there is
+    none or it is outside a limited key's towns (as if unknown), 422 when its record was purged, 503
+    when the store cannot be read. ``what`` names the record in messages ("feedback")."""
+    try:
+        prompt = audit.get(request_id)
+    except SQLAlchemyError as exc:
+        raise store_down(f"{what} not stored", exc) from exc
+    if prompt is None or not caller.may_see(prompt.town):
+        raise HTTPException(404, "no score request with this request_id")
+    if prompt.purged_at is not None:
+        raise BadRequest([{"loc": ["body", "request_id"], "type": "value_error.purged",
+                           "msg": f"that request's record was purged on {prompt.purged_at.date()} (past the "
+                                  f"retention period): {what} can no longer be tied to it"}])
+    return prompt

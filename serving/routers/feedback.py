@@ -9,13 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from domain.bundle import pydantic_problems
 from serving.auth import require
-from serving.bodies import documented_body, json_body
-from serving.deps import AuditDep, FeedbackDep
+from serving.bodies import documented_body, json_body, validated
+from serving.deps import AuditDep, FeedbackDep, prompting_record
 from serving.errors import BadRequest, store_down
 from serving.schemas import BODY_ERRORS, ErrorResponse, FeedbackRequest, FeedbackResponse
 from store.access import Caller
@@ -35,20 +33,8 @@ router = APIRouter(tags=["feedback"])
              summary="Record what a home visit found, tied to the score request that prompted it")
 def feedback(caller: Annotated[Caller, Depends(require("platform"))], raw: Annotated[Any, Depends(json_body)],
              audit: AuditDep, store: FeedbackDep) -> Any:
-    try:
-        body = FeedbackRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(pydantic_problems(exc)) from None
-    try:
-        prompt = audit.get(body.request_id)
-    except SQLAlchemyError as exc:
-        raise store_down("feedback not stored", exc) from exc
-    if prompt is None or not caller.may_see(prompt.town):  # outside a limited key's towns: as if unknown
-        raise HTTPException(404, "no score request with this request_id")
-    if prompt.purged_at is not None:
-        raise BadRequest([{"loc": ["body", "request_id"], "type": "value_error.purged",
-                           "msg": f"that request's record was purged on {prompt.purged_at.date()} (past the "
-                                  "retention period): feedback can no longer be tied to it"}])
+    body = validated(FeedbackRequest, raw)
+    prompt = prompting_record(audit, caller, body.request_id, "feedback")
     problems = []
     if prompt.household_id != body.household_id:
         problems.append({"loc": ["body", "household_id"], "type": "value_error.household_mismatch",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy.exc import SQLAlchemyError
 
-from domain.bundle import ID_MAX_LENGTH, ID_PATTERN
 from domain.household_file import household_file
 from serving.auth import require
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, NeedsDep, PlansDep
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, HouseholdId, NeedsDep, PlansDep
 from serving.errors import store_down
 from serving.schemas import NOT_FOUND, HouseholdFile
 from store.access import Caller
@@ -22,7 +21,7 @@ router = APIRouter(tags=["households"])
             summary="一户一档: the household's latest features, score history, lists, eligibility, warm list, "
                     "feedback and needs")
 def household(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
-              household_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
+              household_id: HouseholdId,
               audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, access: AccessDep,
               plans: PlansDep, needs: NeedsDep) -> dict[str, Any]:
     try:

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from domain.bundle import ID_MAX_LENGTH, ID_PATTERN, pydantic_problems
 from domain.needs import AssessmentRefused
 from serving.auth import require
-from serving.bodies import documented_body, json_body
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, NeedsDep
+from serving.bodies import documented_body, json_body, validated
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, HouseholdId, NeedsDep, prompting_record
 from serving.errors import BadRequest, store_down
 from serving.schemas import (
     BODY_ERRORS,
@@ -38,20 +36,8 @@ router = APIRouter(tags=["needs"])
              summary="Record a home visit's needs assessment, domain by domain (append-only)")
 def assess(caller: Annotated[Caller, Depends(require("platform"))], raw: Annotated[Any, Depends(json_body)],
            audit: AuditDep, needs: NeedsDep) -> Any:
-    try:
-        body = AssessmentRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(pydantic_problems(exc)) from None
-    try:
-        prompt = audit.get(body.request_id)
-    except SQLAlchemyError as exc:
-        raise store_down("assessment not stored", exc) from exc
-    if prompt is None or not caller.may_see(prompt.town):  # outside a limited key's towns: as if unknown
-        raise HTTPException(404, "no score request with this request_id")
-    if prompt.purged_at is not None:
-        raise BadRequest([{"loc": ["body", "request_id"], "type": "value_error.purged",
-                           "msg": f"that request's record was purged on {prompt.purged_at.date()} (past the "
-                                  "retention period): an assessment can no longer be tied to it"}])
+    body = validated(AssessmentRequest, raw)
+    prompt = prompting_record(audit, caller, body.request_id, "an assessment")
     try:
         stored = needs.assess(prompt, body.assessed_on, body.assessor, [d.model_dump() for d in body.domains],
                               body.note, caller.as_dict())
@@ -66,7 +52,7 @@ def assess(caller: Annotated[Caller, Depends(require("platform"))], raw: Annotat
             summary="需求评估: per domain the level (data rules, overridden by later visits) with its evidence, and "
                     "the overall grade")
 def household_needs(caller: Annotated[Caller, Depends(require("platform", "auditor"))],
-                    household_id: Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)],
+                    household_id: HouseholdId,
                     audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep, needs: NeedsDep,
                     access: AccessDep) -> dict[str, Any]:
     try:

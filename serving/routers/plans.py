@@ -10,16 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain import plans as lifecycle
-from domain.bundle import ID_MAX_LENGTH, ID_PATTERN, pydantic_problems
 from domain.household_file import household_file
 from domain.needs import levels
 from serving.auth import require
-from serving.bodies import documented_body, json_body
-from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, NeedsDep, PlansDep
+from serving.bodies import documented_body, json_body, validated
+from serving.deps import AccessDep, AdvisorDep, AuditDep, FeedbackDep, HouseholdId, NeedsDep, PlansDep
 from serving.errors import BadRequest, store_down
 from serving.schemas import (
     BODY_ERRORS,
@@ -36,7 +34,6 @@ from store.history import household_batches
 
 router = APIRouter(tags=["plans"])
 
-HouseholdId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 MeasureId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]{1,32}$")]
 UNKNOWN = "the service has not scored this household"
 
@@ -50,13 +47,6 @@ def _visible(audit: AuditStore, caller: Caller, household_id: str) -> bool:
                 or household_batches(audit.engine, household_id, limit=1))
 
 
-def _body(model: type[PlanDraftRequest] | type[PlanEventRequest], raw: Any) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(pydantic_problems(exc)) from None
-
-
 @router.post("/v1/households/{household_id}/plan", response_model=PlanResponse, status_code=201,
              responses={**BODY_ERRORS, 200: {"model": PlanResponse, "description": "nothing new to add: the plan"},
                         404: {"model": ErrorResponse, "description": "the service has not scored this household "
@@ -67,7 +57,7 @@ def _body(model: type[PlanDraftRequest] | type[PlanEventRequest], raw: Any) -> A
 def draft(caller: Annotated[Caller, Depends(require("platform"))], household_id: HouseholdId,
           raw: Annotated[Any, Depends(json_body)], audit: AuditDep, feedback: FeedbackDep, advisor: AdvisorDep,
           plans: PlansDep, needs: NeedsDep, access: AccessDep) -> Any:
-    body = _body(PlanDraftRequest, raw)
+    body = validated(PlanDraftRequest, raw)
     today = dt.date.today()
     on = body.on or today
     if problems := lifecycle.date_problems(on, today):
@@ -114,7 +104,7 @@ def read(caller: Annotated[Caller, Depends(require("platform", "auditor"))], hou
 def add_event(caller: Annotated[Caller, Depends(require("platform"))], household_id: HouseholdId,
               measure_id: MeasureId, raw: Annotated[Any, Depends(json_body)], advisor: AdvisorDep,
               plans: PlansDep, access: AccessDep) -> Any:
-    body = _body(PlanEventRequest, raw)
+    body = validated(PlanEventRequest, raw)
     today = dt.date.today()
     try:
         measure = plans.measure(measure_id)
