@@ -29,7 +29,9 @@ import fcntl
 import hashlib
 import json
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -258,7 +260,14 @@ def _sqlite_wal(dbapi_connection: Any, connection_record: Any) -> None:
     score is returned (one fsync of the log instead of the rollback journal's several), and readers
     (auditors, the household file) never block the writers."""
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(50):  # the switch to WAL needs the file to itself: a worker migrating at that
+        try:                   # moment can make it answer "locked" at once, without the busy timeout
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.1)
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
 
