@@ -1,5 +1,9 @@
 """Request and response models of the scoring API that are not the bundle itself (the bundle's
 model is :mod:`domain.bundle`, shared with ``reproduce``), kept apart from the routes.
+
+One module on purpose, in sections by resource: every model here becomes a component of
+``/openapi.json`` under its class name, and one namespace is what keeps those names unique (two
+``Measure`` or ``Evidence`` classes in two modules would collide there, silently renamed by FastAPI).
 """
 
 from __future__ import annotations
@@ -471,7 +475,6 @@ class HouseholdNeeds(BaseModel):
                                                           "first")
 
 
-# ---- the household file (一户一档) ---------------------------------------------------------------
 # ---- one household, one plan (一户一策) -----------------------------------------------------------
 PLAN_STATUSES = ("proposed", "agreed", "in_progress", "delivered", "declined", "cancelled")  # domain.plans.MOVES
 # a caseworker's pseudonymous id or name as the platform gives it: no control character (PostgreSQL
@@ -540,6 +543,7 @@ class PlanResponse(BaseModel):
     measures: list[PlanMeasureOut]
 
 
+# ---- the household file (一户一档) ---------------------------------------------------------------
 class FileFeature(BaseModel):
     feature: str
     label: str = Field(description="中文名称")
