@@ -133,7 +133,8 @@ def _serve(a: argparse.Namespace) -> int:
             print("RELIEF_RISK_API_KEYS is not set; the service never starts open. Set it to role:key pairs "
                   "(platform, auditor, admin), or pass --demo-keys to generate keys for a demo.", file=sys.stderr)
             return 2
-        keys = {role: secrets.token_urlsafe(24) for role in ("platform", "auditor", "admin")}
+        # hex: a key that began with "-" would read as an option on a command line
+        keys = {role: secrets.token_hex(24) for role in ("platform", "auditor", "admin")}
         os.environ["RELIEF_RISK_API_KEYS"] = ",".join(f"{r}:{k}" for r, k in keys.items())
         path = Path(".demo_keys")
         path.write_text("".join(f"{r}={k}\n" for r, k in keys.items()), encoding="utf-8")
@@ -142,7 +143,7 @@ def _serve(a: argparse.Namespace) -> int:
         for r, k in keys.items():
             print(f"  {r:9s} {k}")
         print(f"Try: python3 checks/contract_check.py --url http://{a.host}:{a.port} "
-              f"--platform-key {keys['platform']} --auditor-key {keys['auditor']}", flush=True)
+              f"--platform-key={keys['platform']} --auditor-key={keys['auditor']}", flush=True)
     settings = Settings()  # fail here, before starting workers, if the settings are wrong
     return serve(a.host, a.port, a.workers, log_level="debug" if a.verbose else "info",
                  log_format=settings.log_format)
