@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 
 class Dated(Protocol):
@@ -54,3 +54,14 @@ def in_force_by_id(items: Sequence[I], day: dt.date | None) -> tuple[I, ...]:
             current[item.id] = item
     order = dict.fromkeys(item.id for item in items)
     return tuple(current[i] for i in order if i in current and current[i].active)
+
+
+def parse_day(raw: Any, where: str) -> dt.date:
+    """A policy file's date: a TOML date, or a ``YYYY-MM-DD`` string; ``ValueError`` naming ``where``
+    and the value otherwise."""
+    if isinstance(raw, dt.date):
+        return raw
+    try:
+        return dt.date.fromisoformat(str(raw))
+    except ValueError:
+        raise ValueError(f"{where}: not a YYYY-MM-DD date: {raw!r}") from None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.dated import in_force
+from features.dated import in_force, parse_day
 
 # the city of a file that declares none: the nine towns of the contract are 张家港市's
 DEFAULT_HOME_CITY = "zhangjiagang"
@@ -176,12 +176,7 @@ class PolicyBook:
 
 
 def _day(raw: Any, where: str) -> dt.date:
-    if isinstance(raw, dt.date):
-        return raw
-    try:
-        return dt.date.fromisoformat(str(raw))
-    except ValueError:
-        raise ValueError(f"{where}: effective_from {raw!r} is not a date YYYY-MM-DD") from None
+    return parse_day(raw, f"{where}, field 'effective_from'")
 
 
 def _cities(doc: Mapping[str, Any]) -> tuple[City, ...]:

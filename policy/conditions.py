@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import BY_ID, FEATURE_IDS
+from features.dated import parse_day
 from features.policy import PolicyVersion
 
 OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -202,12 +203,10 @@ def _bool(x: Any, where: str) -> bool:
 
 
 def _date(x: Any, where: str) -> dt.date:
-    if isinstance(x, dt.date):
-        return x
     try:
-        return dt.date.fromisoformat(str(x))
-    except ValueError:
-        raise DefinitionError(f"{where}: not a YYYY-MM-DD date: {x!r}") from None
+        return parse_day(x, where)
+    except ValueError as exc:
+        raise DefinitionError(str(exc)) from None
 
 
 def _is_number(x: Any) -> bool:
