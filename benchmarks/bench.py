@@ -228,7 +228,7 @@ def stage_train(work: Path) -> dict[str, Any]:
     val_df = snaps.loc[snaps["as_of"] == split.validation]
     schema = FeatureSchema.for_risk("illness_poverty")
     (model, facts), ours_s, ours_mb = measured(lambda: fit_risk_model(
-        "illness_poverty", schema, train_df, val_df, capacity=0.02, seed=0, num_boost_round=1000,
+        "illness_poverty", schema, train_df, val_df, seed=0, num_boost_round=1000,
         early_stopping_rounds=50, params={}))
     params = {**facts["params"]}
 

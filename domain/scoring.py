@@ -135,7 +135,9 @@ class Scorer:
 
     def _public(self, lm: LoadedModel, s: MatrixScores, xm: np.ndarray, k: int) -> dict[str, Any]:
         return {"risk": lm.risk, "probability": float(s.probability[k]), "band": str(s.band[k]),
-                "flagged": bool(s.flagged[k]), "model": {"name": lm.name, "version": lm.version},
+                "flagged": bool(s.flagged[k]),
+                "cause_present": None if s.cause_present is None else bool(s.cause_present[k]),
+                "model": {"name": lm.name, "version": lm.version},
                 "base_value": float(s.contributions[k, -1]), "reasons": lm.model.reasons(s.contributions[k], xm[k])}
 
     def _assemble(self, bundle: Mapping[str, Any], as_of: str, kind: str, created: dt.datetime,

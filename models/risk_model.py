@@ -1,9 +1,11 @@
 """What a risk model is: a LightGBM booster in its own text format, the feature schema, the
-calibration and the capacity thresholds, all in one self-describing folder.
+calibration, the band lines and the risk's cause, all in one self-describing folder.
 
     model_dir/
       booster.txt       LightGBM's own format
-      model_meta.json   risk, schema, calibration, thresholds, policy version, training facts
+      model_meta.json   risk, schema, calibration, thresholds, cause, policy version, training facts
+
+What ``band`` and ``flagged`` mean is models/bands.py's one rule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.bands import BANDS, Cause, bands_of
 from models.calibration import PlattCalibrator
 from models.explain import Explanation, contributions, explain_rows, explainer_for, reasons_from, top_reasons
 from models.fast_shap import FastTreeShap
@@ -25,23 +28,26 @@ from models.schema import FeatureSchema, FeatureSchemaError
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model_meta.json"
-BANDS = ("high", "medium", "low")
-_BAND_NAMES = np.array(BANDS, dtype=object)
+__all__ = ["BANDS", "MatrixScores", "RiskModel", "Thresholds"]
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Probability cut-offs from caseworker capacity: ``flag`` = the top ``capacity`` share of the
-    calibration period's households; ``medium`` = the next ``2 × capacity``."""
+    """The band lines (models/bands.py): ``flag`` = the probability from which a household with the
+    risk's cause is high and flagged, ``medium`` = from which it is medium; ``capacity`` = the share
+    of households the flag line was set to take (the risk's share of the worklists)."""
 
     flag: float
     medium: float
     capacity: float
 
-    def band(self, p: np.ndarray) -> np.ndarray:
-        """``high`` / ``medium`` / ``low`` per probability, as Python strings (an object array: taking
-        from it copies pointers, where ``np.where`` on strings would build fixed-width strings)."""
-        return _BAND_NAMES[np.where(p >= self.flag, 0, np.where(p >= self.medium, 1, 2))]
+    def band(self, p: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        """``high`` / ``medium`` / ``low`` per probability; ``low`` wherever the cause is absent."""
+        return bands_of(p, self.flag, self.medium, present)
+
+    def flagged(self, p: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        out = p >= self.flag
+        return out if present is None else out & present
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,8 @@ class MatrixScores:
     raw_score: np.ndarray      # base value + the sum of the contributions
     probability: np.ndarray    # calibrated
     band: np.ndarray           # "high" / "medium" / "low" (object array)
-    flagged: np.ndarray        # bool
+    flagged: np.ndarray        # bool: band == "high"
+    cause_present: np.ndarray | None  # bool per row; None: the model has no cause gate
 
 
 @dataclass
@@ -63,6 +70,7 @@ class RiskModel:
     calibrator: PlattCalibrator
     thresholds: Thresholds
     meta: dict[str, Any] = field(default_factory=dict)
+    cause: Cause | None = None  # the hard rule beside the model (models/bands.py); None: no gate
     _explainer: Any = field(default=None, init=False, repr=False, compare=False)
 
     def explainer(self) -> FastTreeShap | None:
@@ -86,6 +94,7 @@ class RiskModel:
             "calibration": self.calibrator.to_dict(),
             "thresholds": {"flag": self.thresholds.flag, "medium": self.thresholds.medium,
                            "capacity": self.thresholds.capacity},
+            "cause": None if self.cause is None else self.cause.as_dict(),
             "explanation": {"algorithm": "exact path-dependent TreeSHAP (models.fast_shap; equal to LightGBM "
                                          "pred_contrib to 1e-9)", "scale": "log-odds",
                             "top_reasons": 5},
@@ -102,9 +111,13 @@ class RiskModel:
         if booster.feature_name() != schema.ids:
             raise ValueError(f"{d}: the booster's features differ from its schema")
         t = doc.pop("thresholds")
+        cause = Cause.from_dict(doc.pop("cause", None))  # absent in a model saved before the gate: none
+        if cause is not None and cause.feature not in schema.ids:
+            raise ValueError(f"{d}: the cause's feature {cause.feature!r} is not among the model's features")
         return cls(risk=doc.pop("risk"), booster=booster, schema=schema,
                    calibrator=PlattCalibrator.from_dict(doc.pop("calibration")),
-                   thresholds=Thresholds(flag=t["flag"], medium=t["medium"], capacity=t["capacity"]), meta=doc)
+                   thresholds=Thresholds(flag=t["flag"], medium=t["medium"], capacity=t["capacity"]), meta=doc,
+                   cause=cause)
 
     # ---- scoring ------------------------------------------------------------------------------
     def positions(self, feature_ids: Sequence[str]) -> np.ndarray:
@@ -120,6 +133,24 @@ class RiskModel:
             cache[key] = np.array([where[f] for f in self.schema.ids], dtype=np.intp)
         return cache[key]
 
+    def cause_present(self, x: np.ndarray) -> np.ndarray | None:
+        """Per row of ``x`` (schema order): does the household have the risk's cause? None: no gate."""
+        if self.cause is None:
+            return None
+        cache = self.__dict__.setdefault("_cause_column", {})
+        if "j" not in cache:
+            cache["j"] = self.schema.ids.index(self.cause.feature)
+        return self.cause.present(x[:, cache["j"]])
+
+    def priority(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The order a visit list takes: the probability, and below everyone (-1) a household without
+        the risk's cause. What training ranks the model by at capacity, as the worklist does.
+        ``features``: a frame with the schema's columns, or a matrix in schema order already checked."""
+        x = self.matrix(features) if isinstance(features, pd.DataFrame) else features
+        p = self.calibrator.transform(self.raw_score(x))
+        present = self.cause_present(x)
+        return p if present is None else np.where(present, p, -1.0)
+
     def score_matrix(self, x: np.ndarray) -> MatrixScores:
         """Scores and exact explanations of the rows of ``x`` (schema order, checked by the caller
         with ``schema.check_matrix`` or ``row_problems``). The raw score is the base value plus the
@@ -127,8 +158,9 @@ class RiskModel:
         contrib = self.contributions(np.ascontiguousarray(x, dtype="float64"))
         raw = contrib[:, -1] + contrib[:, :-1].sum(axis=1)
         p = self.calibrator.transform(raw)
-        return MatrixScores(contributions=contrib, raw_score=raw, probability=p, band=self.thresholds.band(p),
-                            flagged=p >= self.thresholds.flag)
+        present = self.cause_present(x)
+        return MatrixScores(contributions=contrib, raw_score=raw, probability=p, band=self.thresholds.band(p, present),
+                            flagged=self.thresholds.flagged(p, present), cause_present=present)
 
     def reasons(self, contributions: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
         """The top reasons of one row of :attr:`MatrixScores.contributions` (base value last) and
@@ -149,8 +181,9 @@ class RiskModel:
         x = self.matrix(features)
         raw = self.raw_score(x)
         p = self.calibrator.transform(raw)
-        return pd.DataFrame({"probability": p, "raw_score": raw, "band": self.thresholds.band(p),
-                             "flagged": p >= self.thresholds.flag}, index=features.index)
+        present = self.cause_present(x)
+        return pd.DataFrame({"probability": p, "raw_score": raw, "band": self.thresholds.band(p, present),
+                             "flagged": self.thresholds.flagged(p, present)}, index=features.index)
 
     def score_rows(self, features: pd.DataFrame) -> list[dict[str, Any]]:
         """Scores and exact explanations per row, as the API returns and the audit keeps them."""
@@ -158,9 +191,11 @@ class RiskModel:
         explanations: list[Explanation] = explain_rows(self.booster, self.schema, x, self.explainer())
         raw = np.array([e.raw_score for e in explanations])
         p = self.calibrator.transform(raw)
-        bands = self.thresholds.band(p)
+        present = self.cause_present(x)
+        bands = self.thresholds.band(p, present)
+        flagged = self.thresholds.flagged(p, present)
         return [{
-            "probability": float(p[i]), "band": str(bands[i]), "flagged": bool(p[i] >= self.thresholds.flag),
+            "probability": float(p[i]), "band": str(bands[i]), "flagged": bool(flagged[i]),
             "base_value": e.base_value, "raw_score": e.raw_score,
             "reasons": top_reasons(e, self.schema, x[i]), "contributions": e.contributions,
         } for i, e in enumerate(explanations)]

@@ -20,8 +20,8 @@ Two differences from the single-machine fit, both forced by LightGBM's distribut
 The kept booster's saved parameters are those of a one-machine model (no worker addresses, one
 machine): the registry holds a model, not the cluster that trained it (:func:`without_cluster`).
 
-Calibration and thresholds are those of ``training.fit`` (Platt on the validation raw scores,
-``thresholds_for`` at capacity), computed on the driver: one validation snapshot fits in memory.
+Calibration, cause and band lines are those of ``training.fit.calibrated_model`` (Platt on the
+validation raw scores, the ``[bands]`` lines), computed on the driver: one validation snapshot fits in memory.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ import pandas as pd
 from distributed import Client, wait
 from sklearn.metrics import roc_auc_score
 
-from models.calibration import PlattCalibrator
+from models.bands import BandRule
 from models.lgbm import lgbm_params
 from models.risk_model import RiskModel
 from models.schema import FeatureSchema
 from scale.cluster import NO_STRING_CONVERSION, n_workers
-from training.fit import thresholds_for
+from training.fit import calibrated_model
 
 _EPS = 1e-15  # LightGBM's clip of probabilities in binary_logloss
 
@@ -155,16 +155,6 @@ def select_iteration(booster: lgb.Booster, x_val: np.ndarray, y_val: np.ndarray,
     return best + 1, {k: v[: best + 1] for k, v in curve.items()}, stopped
 
 
-def _calibrate(risk: str, booster: lgb.Booster, schema: FeatureSchema, x_val: np.ndarray, y_val: np.ndarray,
-               capacity: float) -> RiskModel:
-    """Exactly ``training.fit.fit_risk_model``'s calibration step (Platt on the validation raw
-    scores, thresholds at capacity), from its public pieces."""
-    raw_val = np.asarray(booster.predict(x_val, raw_score=True))
-    calibrator = PlattCalibrator().fit(raw_val, y_val)
-    return RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator,
-                     thresholds=thresholds_for(calibrator.transform(raw_val), capacity))
-
-
 # The network settings distributed LightGBM writes into a model's parameters, as a model trained on one
 # machine has them: a saved model describes the model, not the cluster (whose addresses would
 # otherwise be in the registry), and refitting it locally must not try to reach the old workers.
@@ -198,7 +188,7 @@ def dask_lgbm_params(schema: FeatureSchema, seed: int = 0, **overrides: Any) -> 
 
 
 def fit_risk_model_dask(client: Client, risk: str, schema: FeatureSchema, train: pd.DataFrame | dd.DataFrame,
-                        validation: pd.DataFrame | dd.DataFrame, *, capacity: float, seed: int = 0,
+                        validation: pd.DataFrame | dd.DataFrame, *, bands: BandRule | None = None, seed: int = 0,
                         num_boost_round: int = 1000, early_stopping_rounds: int = 50, params: dict | None = None,
                         npartitions: int | None = None) -> tuple[RiskModel, dict]:
     """:func:`training.fit.fit_risk_model` with the booster trained across the cluster's workers.
@@ -228,7 +218,7 @@ def fit_risk_model_dask(client: Client, risk: str, schema: FeatureSchema, train:
                                                     lgbm_params(schema, **(params or {})).get("num_threads")))
     if booster.feature_name() != schema.ids:
         raise ValueError("the Dask booster's features differ from the schema")
-    model = _calibrate(risk, booster, schema, x_val, y_val, capacity)
+    model = calibrated_model(risk, booster, schema, x_val, y_val, bands)
     facts = {"best_iteration": best, "num_trees": booster.num_trees(), "params": p, "validation_curve": curve,
              "rounds_trained": trained.current_iteration(), "stopped_early": stopped, "engine": "lightgbm.dask",
              "n_workers": workers}

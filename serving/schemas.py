@@ -58,8 +58,17 @@ class ModelRef(BaseModel):
 class RiskScore(BaseModel):
     risk: str
     probability: float = Field(description="calibrated probability that a visit finds this need")
-    band: Literal["high", "medium", "low"]
-    flagged: bool = Field(description="within caseworker capacity: worth a visit; never a denial of help")
+    band: Literal["high", "medium", "low"] = Field(
+        description="one rule for every risk (docs/bands.md): high = flagged; medium = at least the model's medium "
+                    "line; low otherwise, and always when the household lacks the risk's cause")
+    flagged: bool = Field(description="band high: the risk's cause is present and the probability is at least the "
+                                      "model's flag line, set from the worklists' capacity; worth a visit; never "
+                                      "a denial of help")
+    cause_present: bool | None = Field(
+        None, description="whether the household has the cause this risk needs (a member under 18 for "
+                          "child_in_difficulty, one of 60 or more for elderly_care_need, a disabled member for "
+                          "disability_poverty); false: never flagged for it, whatever the probability; null: the "
+                          "risk has no such gate")
     model: ModelRef
     base_value: float = Field(description="log-odds; base_value + sum(all contributions) = raw score")
     reasons: list[Reason]

@@ -50,7 +50,6 @@ from training.fit import fit_risk_model  # noqa: E402
 pytestmark = pytest.mark.slow
 
 RISK = "illness_poverty"
-CAPACITY = 0.03
 PATIENCE = 50
 # The single-machine fit stops near round 35 on the test city; 120 rounds leave early stopping room
 # to act on the Dask side too (see select_iteration).
@@ -99,14 +98,14 @@ def snapshots(city_dir, city_tables, policy, split):
 @pytest.fixture(scope="module")
 def single(snapshots, schema):
     train, validation, _ = snapshots
-    return fit_risk_model(RISK, schema, train, validation, capacity=CAPACITY, num_boost_round=ROUNDS,
+    return fit_risk_model(RISK, schema, train, validation, num_boost_round=ROUNDS,
                           early_stopping_rounds=PATIENCE, params=SINGLE)
 
 
 @pytest.fixture(scope="module")
 def on_dask(dask_client, snapshots, schema):
     train, validation, _ = snapshots
-    return fit_risk_model_dask(dask_client, RISK, schema, train, validation, capacity=CAPACITY,
+    return fit_risk_model_dask(dask_client, RISK, schema, train, validation,
                                num_boost_round=ROUNDS, early_stopping_rounds=PATIENCE)
 
 
@@ -277,7 +276,7 @@ def test_fit_on_dask_dataframes(dask_client, snapshots, schema):
     """Training rows already on the cluster (e.g. from snapshots_dask) are used where they are."""
     train, validation, _ = snapshots
     model, facts = fit_risk_model_dask(dask_client, RISK, schema, on_cluster(dask_client, train, 3),
-                                       on_cluster(dask_client, validation, 2), capacity=CAPACITY,
+                                       on_cluster(dask_client, validation, 2),
                                        num_boost_round=20, early_stopping_rounds=5)
     assert facts["rounds_trained"] == 20 and 1 <= facts["best_iteration"] <= 20
     assert model.booster.num_trees() == facts["best_iteration"]

@@ -36,6 +36,8 @@ class CardFacts:
     rules: dict[str, str]
     fairness: Fairness
     decision: Decision | None
+    flag_share: float = 0.0   # the risk's share of the worklists ([bands.share])
+    cause: str | None = None  # the cause the risk needs, in Chinese (None: no gate)
 
 
 def _pct(v: float | None) -> str:
@@ -81,8 +83,11 @@ def sections(f: CardFacts) -> list[tuple[str, list[Block]]]:
             "Ranks households for caseworkers' home visits (主动发现): a **support** for deciding whom to visit first.",
             "**Never an automatic denial**: a score never grants, refuses, reduces or ends assistance; every flag is "
             "verified by a visit, and an unflagged household is not thereby found not in need.",
-            f"Flagged (high band) = the top {f.capacity:.1%} of households by probability "
-            f"(probability ≥ {f.flag_threshold:.4f}), set from caseworkers' capacity per {LABEL_DAYS} days.",
+            f"Flagged (high band, 建议走访) = probability ≥ {f.flag_threshold:.4f}: where the top "
+            f"{f.flag_share:.1%} of the calibration households start (this risk's share of the worklists' "
+            "capacity), never below the policy file's floor; medium and low as docs/bands.md says."
+            + (f" A household without the cause ({f.cause}) is never flagged for this risk, whatever its "
+               "probability." if f.cause else " This risk has no cause gate."),
             "Eligibility itself is the policy calculator's business (政策计算器), not this model's."]]),
         ("数据与时间跨度 Data and time span", [[
             f"Data folder `{snap.get('data_dir', '?')}`, sha256 `{str(snap.get('sha256', ''))[:16]}`, "

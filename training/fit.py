@@ -1,5 +1,6 @@
 """Fitting one risk model: LightGBM with policy's monotone constraints and early stopping on the
-validation snapshot, Platt calibration on that same held-out snapshot, thresholds from capacity."""
+validation snapshot, Platt calibration on that same held-out snapshot, and the band lines of
+``[bands]`` (models/bands.py) on it, with the risk's cause."""
 
 from __future__ import annotations
 
@@ -7,24 +8,37 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.bands import BandRule, Cause
 from models.calibration import PlattCalibrator
 from models.lgbm import lgbm_params
 from models.risk_model import RiskModel, Thresholds
 from models.schema import FeatureSchema
 
 
-def thresholds_for(p: np.ndarray, capacity: float) -> Thresholds:
-    """The probabilities at which the top ``capacity`` (high) and next ``2 × capacity`` (medium)
-    of the calibration period's households start."""
-    flag = float(np.quantile(p, 1.0 - capacity))
-    medium = float(np.quantile(p, max(0.0, 1.0 - 3.0 * capacity)))
-    return Thresholds(flag=flag, medium=min(medium, flag), capacity=capacity)
+def calibrated_model(risk: str, booster: lgb.Booster, schema: FeatureSchema, x_val: np.ndarray, y_val: np.ndarray,
+                     bands: BandRule | None = None) -> RiskModel:
+    """The model of ``booster``: Platt calibration on the validation raw scores, the risk's cause
+    (``features.risks.RISK_CAUSES``), and the band lines ``bands`` sets on the validation households
+    (``BandRule.load()``, the packaged policy file's, by default)."""
+    bands = bands or BandRule.load()
+    raw_val = np.asarray(booster.predict(x_val, raw_score=True))
+    calibrator = PlattCalibrator().fit(raw_val, y_val)
+    model = RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator,
+                      thresholds=Thresholds(flag=1.0, medium=1.0, capacity=bands.share[risk]),
+                      cause=Cause.of(risk) if schema.risk == risk else None)
+    flag, medium = bands.lines(risk, calibrator.transform(raw_val), model.cause_present(x_val))
+    model.thresholds = Thresholds(flag=flag, medium=medium, capacity=bands.share[risk])
+    model.meta["bands"] = {"share": bands.share[risk], "capacity": bands.capacity,
+                           "high_min_probability": bands.high_min_probability,
+                           "medium_min_probability": bands.medium_min_probability}
+    return model
 
 
 def fit_risk_model(risk: str, schema: FeatureSchema, train: pd.DataFrame, validation: pd.DataFrame, *,
-                   capacity: float, seed: int = 0, num_boost_round: int = 1000, early_stopping_rounds: int = 50,
-                   params: dict | None = None) -> tuple[RiskModel, dict]:
-    """``train`` and ``validation`` carry the schema's feature columns and ``label``."""
+                   bands: BandRule | None = None, seed: int = 0, num_boost_round: int = 1000,
+                   early_stopping_rounds: int = 50, params: dict | None = None) -> tuple[RiskModel, dict]:
+    """``train`` and ``validation`` carry the schema's feature columns and ``label``; ``bands``: the
+    policy file's ``[bands]`` (the packaged file's by default)."""
     p = lgbm_params(schema, seed=seed, **(params or {}))
     x_train = schema.validate(train[schema.ids])
     x_val = schema.validate(validation[schema.ids])
@@ -38,10 +52,7 @@ def fit_risk_model(risk: str, schema: FeatureSchema, train: pd.DataFrame, valida
                    lgb.record_evaluation(evals)],
     )
     booster.free_dataset()
-    raw_val = np.asarray(booster.predict(x_val, raw_score=True))
-    calibrator = PlattCalibrator().fit(raw_val, validation["label"].to_numpy())
-    model = RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator,
-                      thresholds=thresholds_for(calibrator.transform(raw_val), capacity))
+    model = calibrated_model(risk, booster, schema, x_val, validation["label"].to_numpy(), bands)
     facts = {"best_iteration": booster.best_iteration, "num_trees": booster.num_trees(),
              "params": p, "validation_curve": {k: v[: booster.best_iteration] for k, v in evals["validation"].items()}}
     return model, facts

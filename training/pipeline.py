@@ -35,6 +35,7 @@ from features.policy import PolicyBook
 from features.risks import RISKS
 from features.tables import Tables
 from models import run_artifacts as artifacts
+from models.bands import BandRule
 from models.drift import Profile
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
@@ -228,7 +229,8 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
 
     schema = FeatureSchema.for_risk(config.risk)
     t0 = time.perf_counter()
-    model, facts = fit_risk_model(config.risk, schema, train_df, val_df, capacity=config.capacity, seed=config.seed,
+    bands = BandRule.load(config.policy_path)
+    model, facts = fit_risk_model(config.risk, schema, train_df, val_df, bands=bands, seed=config.seed,
                                   num_boost_round=config.num_boost_round,
                                   early_stopping_rounds=config.early_stopping_rounds, params=config.lgbm)
     timings["fit_s"] = time.perf_counter() - t0
@@ -280,7 +282,8 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
             decision = decide(client, config.risk, version, Evidence(test_df, split.test, config.capacity), b,
                               model=model, fairness=fairness)
         card = CardFacts(risk=config.risk, version=version, run_id=run.info.run_id, capacity=config.capacity,
-                         flag_threshold=model.thresholds.flag, policy_version=policy.latest.version,
+                         flag_threshold=model.thresholds.flag, flag_share=model.thresholds.capacity,
+                         cause=None if model.cause is None else model.cause.label, policy_version=policy.latest.version,
                          snapshot=snapshot_facts, metrics=report.metrics, comparison=cmp,
                          truth_comparison=report.truth_comparison, rules=RULE_LABELS, fairness=fairness,
                          decision=decision)

@@ -109,7 +109,8 @@ def _unseen(name: str, model: RiskModel, as_of: pd.Timestamp) -> str | None:
 
 def _performance(challenger: RiskModel, champion: RiskModel, ev: Evidence, b: Bounds) -> tuple[bool, list[str], dict]:
     y = ev.frame["label"].to_numpy()
-    pc, pk = (m.predict_frame(ev.frame[m.schema.ids])["probability"].to_numpy() for m in (challenger, champion))
+    # each ranked as a visit list takes it: a household without the risk's cause last (RiskModel.priority)
+    pc, pk = (m.priority(ev.frame[m.schema.ids]) for m in (challenger, champion))
     c, k = ranking_metrics(y, pc, ev.capacity), ranking_metrics(y, pk, ev.capacity)
     d_recall, d_pr = c["recall"] - k["recall"], c["pr_auc"] - k["pr_auc"]
     # paired bootstrap over the period's findings: how much of the recall difference is luck

@@ -46,10 +46,12 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
                     capacity: float, seed: int = 0) -> Report:
     """``test`` holds the schema's features, ``label``, ``visited`` and optionally ``truth``."""
     ids = model.schema.ids
-    p = model.predict_frame(test[ids])["probability"].to_numpy()
+    x = model.matrix(test[ids])
+    p = model.calibrator.transform(model.raw_score(x))
+    rank = model.priority(x)  # as a visit list takes them: no household without the risk's cause first
     y = test["label"].to_numpy()
     rules = rule_scores(test[ids], as_of, policy, model.risk)
-    comparison = ev.compare(y, p, rules, capacity)
+    comparison = ev.compare(y, rank, rules, capacity)
     metrics = {
         "test_brier": ev.brier(y, p), "test_ece": float(ev.expected_calibration_error(y, p)),
         "test_positives": float(y.sum()), "test_households": float(len(y)),
@@ -63,7 +65,7 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     truth_cmp = None
     if "truth" in test:
         yt = test["truth"].to_numpy()
-        truth_cmp = ev.compare(yt, p, rules, capacity)
+        truth_cmp = ev.compare(yt, rank, rules, capacity)
         metrics |= _flatten("truth", truth_cmp, ("roc_auc", "recall", "precision"))
         metrics |= {"truth_positives": float(yt.sum()), "truth_share_visited": _share(visited, yt == 1)}
 
@@ -79,7 +81,7 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     report.figures = {
         artifacts.PLOT_CALIBRATION: ev.plot_calibration(report.calibration, f"{model.risk} 校准曲线（{as_of.date()}）"),
         artifacts.PLOT_RECALL_AT_CAPACITY: ev.plot_recall_at_capacity(
-            y, {"模型": p, **{f"规则 {c}": rules[c].to_numpy() for c in rules}},
+            y, {"模型": rank, **{f"规则 {c}": rules[c].to_numpy() for c in rules}},
             np.linspace(0.005, 0.1, 20), f"{model.risk}：同等走访能力下的发现率"),
         artifacts.PLOT_GLOBAL_IMPORTANCE: ev.plot_importance(
             [model.schema.labels[i] for i in ids], importance, f"{model.risk} 全局重要性（平均 |SHAP|）"),

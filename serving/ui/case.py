@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.catalog import BY_ID
+from models.bands import Cause
 from models.explain import format_value
 from serving.ui import labels
 from serving.ui.charts import Chart, Step, waterfall_chart, waterfall_steps
@@ -53,6 +54,7 @@ class ScoreView:
     chart: Chart
     all_contributions: list[dict[str, Any]]
     residual: float  # raw score − (base value + Σ contributions): zero but for rounding
+    cause_absent: str | None = None  # "家中无未成年（18岁以下）成员，不提示此风险" when the gate closed
 
 
 def score_view(s: dict[str, Any]) -> ScoreView:
@@ -71,7 +73,16 @@ def score_view(s: dict[str, Any]) -> ScoreView:
         chart=waterfall_chart(steps),
         all_contributions=[{"feature": f, "label": names[f], "value": shown[f], "contribution": contributions[f]}
                            for f in ranked],
-        residual=raw - (base + math.fsum(contributions.values())))
+        residual=raw - (base + math.fsum(contributions.values())),
+        cause_absent=_cause_absent(s))
+
+
+def _cause_absent(s: dict[str, Any]) -> str | None:
+    """Why a score with a probability is not flagged: the household lacks the risk's cause."""
+    if s.get("cause_present") is not False:
+        return None
+    cause = Cause.of(s["risk"])
+    return cause.absent_label if cause is not None else "家中不具备此风险的起因，不提示此风险"
 
 
 def _age(birth: str | None, as_of: str) -> int | None:
