@@ -398,8 +398,15 @@ class DomainAssessmentIn(StrictModel):
 
 
 # who acted, as the platform names them (a caseworker's pseudonymous id such as SW0012 or 社工0231): one line
-Actor = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64,
-                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
+def _actor(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must be one line without control characters")
+    if value != value.strip():
+        raise ValueError("must not begin or end with whitespace (an id is kept as given, never trimmed)")
+    return value
+
+
+Actor = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), AfterValidator(_actor)]
 
 
 class AssessmentRequest(StrictModel):

@@ -307,6 +307,8 @@ def _domain(**change) -> dict:
     ({"assessor": "x" * 65}, ["body", "assessor"]),
     ({"assessor": "社工\x000231"}, ["body", "assessor"]),
     ({"assessor": "SW\n0012"}, ["body", "assessor"]),
+    ({"assessor": " SW0012"}, ["body", "assessor"]),   # refused, never trimmed: the id is kept as given
+    ({"assessor": "SW0012\u3000"}, ["body", "assessor"]),
     ({"assessor": 12}, ["body", "assessor"]),
     ({"note": "y" * 2001}, ["body", "note"]),
     ({"note": "a\x00b"}, ["body", "note"]),
