@@ -151,9 +151,9 @@ RISK_DIRECTIONS: dict[str, dict[str, int]] = {
 _BURDEN = ("oop_12m_to_income", "oop_to_capacity", "income_after_oop_pc_month", "after_oop_to_dibao")
 RISK_EXCLUDED: dict[str, tuple[str, ...]] = {
     "illness_poverty": (),
-    # Spending against income is illness poverty's own measure. The other risks' models read a
-    # household with no income reported as one with no income (models/lgbm.py), where these ratios
-    # are undefined (NaN) and would read as "no burden": a twin who lost all income would look better.
+    # Spending against income is illness poverty's own measure. With no income reported these ratios
+    # are NaN (features/income.py), and where a NaN goes is learned, not constrained: a twin who lost
+    # all income could look better off than its twin with wages, whose burden is measured.
     "disability_poverty": _BURDEN,
     # Wage-dependent households are the ones a job loss can hit (more wage share, more risk), yet the
     # loss itself lowers the wage share; n_wage_stopped_3m carries the loss without the contradiction.
