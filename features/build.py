@@ -88,7 +88,8 @@ def build_features(tables: Tables, as_of: dt.date | str | pd.Timestamp, policy: 
 
     Uses only rows dated on or before ``as_of`` (see :func:`cut_to`) and, per household, the policy
     version in force on ``as_of`` in the household's own city (:func:`household_cities`). Missing
-    values are NaN and stay NaN (a missing income is not zero).
+    values are NaN, except a window with no income reported, which is said so
+    (``no_income_reported_*``) and has the income 0 (features/income.py).
     The same numpy code serves one household and a whole city: no per-row Python, no groupby.
     """
     ids, values = feature_matrix(tables, as_of, policy)

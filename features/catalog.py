@@ -52,6 +52,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
     # income (features/income.py)
     FeatureSpec("income_12m_per_capita_month", "近12个月家庭人均月收入", "元/人·月", 0, INF, -1, "income"),
     FeatureSpec("income_months_reported_12m", "近12个月有收入记录的月数", "月", 0, 12, 0, "income"),
+    # Nothing reported in the window: its income amounts are then 0 (UNREPORTED_BY, below). Policy's
+    # direction follows income's: 0 is the least income there is, so saying so never lowers risk.
+    FeatureSpec("no_income_reported_12m", "近12个月无任何收入记录", "是否", 0, 1, 1, "income"),
+    FeatureSpec("no_income_reported_3m", "近3个月无任何收入记录", "是否", 0, 1, 1, "income"),
     FeatureSpec("income_trend_3m", "近3个月收入与此前9个月月均之比", "比值", 0, INF, -1, "income"),
     FeatureSpec("wage_share_12m", "近12个月工资性收入占比", "比值", 0, 1, 0, "income"),
     FeatureSpec("income_pc_to_dibao", "人均月收入与低保标准之比", "比值", 0, INF, -1, "income"),
@@ -92,6 +96,18 @@ FEATURES: tuple[FeatureSpec, ...] = (
 
 FEATURE_IDS: tuple[str, ...] = tuple(f.id for f in FEATURES)
 BY_ID: dict[str, FeatureSpec] = {f.id: f for f in FEATURES}
+
+# The income features whose value, where the indicator named is 1, is the 0 that stands for nothing
+# reported (features/income.py): the models read the 0; whatever must tell "unknown" from "none"
+# (the policy calculator, the lists' conditions, the rule baselines) reads the indicator and takes
+# the value as missing.
+UNREPORTED_BY: dict[str, str] = {
+    "income_12m_per_capita_month": "no_income_reported_12m",
+    "income_pc_to_dibao": "no_income_reported_12m",
+    "wage_share_12m": "no_income_reported_12m",
+    "income_3m_per_capita_month": "no_income_reported_3m",
+    "income_trend_3m": "no_income_reported_3m",
+}
 
 # ---- per risk: the directions each risk's model is constrained to, where they differ from ``direction``
 # ``direction`` above is what policy fixes for every risk (income never raises risk, out-of-pocket
@@ -135,9 +151,9 @@ RISK_DIRECTIONS: dict[str, dict[str, int]] = {
 _BURDEN = ("oop_12m_to_income", "oop_to_capacity", "income_after_oop_pc_month", "after_oop_to_dibao")
 RISK_EXCLUDED: dict[str, tuple[str, ...]] = {
     "illness_poverty": (),
-    # Spending against income is illness poverty's own measure. The other risks' models read a
-    # household with no income reported as one with no income (models/lgbm.py), where these ratios
-    # are undefined (NaN) and would read as "no burden": a twin who lost all income would look better.
+    # Spending against income is illness poverty's own measure. With no income reported these ratios
+    # are NaN (features/income.py), and where a NaN goes is learned, not constrained: a twin who lost
+    # all income could look better off than its twin with wages, whose burden is measured.
     "disability_poverty": _BURDEN,
     # Wage-dependent households are the ones a job loss can hit (more wage share, more risk), yet the
     # loss itself lowers the wage share; n_wage_stopped_3m carries the loss without the contradiction.

@@ -1,7 +1,12 @@
 """Income over the 12 months up to and including the month of T.
 
-A month with no income row for anybody in the household is a month not reported, which is not
-an income of zero: a household with no income row in 12 months gets NaN income features.
+A month with no income row for anybody in the household is a month not reported: within a window
+(the 12 months, the last 3) a mean is over the reported months only. A window with no month
+reported at all is said explicitly: ``no_income_reported_12m`` / ``no_income_reported_3m`` is 1 and
+the window's amounts are 0, the income the models then read, so that no income reported never
+reads better than a low income (the twins of tests/test_risks.py) whatever the models learned about
+missing values. Whoever needs "unknown" rather than 0 (the policy calculator, the lists' conditions,
+the rule baselines) reads the indicator: ``features.catalog.UNREPORTED_BY``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float | np.
     ``n_wage_stopped_3m`` members paid wages in the 9 months before those 3 and not in them.
     ``dibao_line``: yuan per person per month, one for all households or one per household (each
     household's own city's).
+
+    A window with no month reported has the amount 0 and its ``no_income_reported_*`` indicator 1.
+    ``income_trend_3m`` is the last 3 months' mean over the 9 months' before: 0 when the last 3
+    months brought nothing (not reported, or reported as 0), ``TREND_CAP`` when only they brought
+    income. ``wage_share_12m`` is 0 when the 12 months brought no income: no yuan of it was wages.
+    ``_income_12m`` (for the burden ratios) stays NaN with nothing reported: spending against an
+    income nobody reported is not measured (those ratios are NaN, and only the illness model reads them).
     """
     rows = known.income(known.month - WINDOW_MONTHS + 1, ("month_index", "amount", "source"))
     hh, n = rows["hh"], known.n
@@ -44,13 +56,14 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float | np.
     recent_months = reported[:, :RECENT_MONTHS].sum(axis=1).astype(np.float64)
     earlier_months = months - recent_months
 
+    none_12m, none_3m = months == 0, recent_months == 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_month = np.where(months > 0, total / months, np.nan)
+        per_month = np.where(none_12m, 0.0, total / months)
         per_capita_month = per_month / n_members
-        recent_mean = np.where(recent_months > 0, recent_total / recent_months, np.nan)
-        earlier_mean = np.where(earlier_months > 0, (total - recent_total) / earlier_months, np.nan)
-        trend = np.where(earlier_mean > 0, recent_mean / earlier_mean, np.nan)
-        wage_share = np.where(total > 0, wage_total / total, np.nan)
+        recent_mean = np.where(none_3m, 0.0, recent_total / recent_months)
+        earlier_mean = np.where(earlier_months > 0, (total - recent_total) / earlier_months, 0.0)
+        trend = np.where(earlier_mean > 0, recent_mean / earlier_mean, np.where(recent_mean > 0, np.inf, 0.0))
+        wage_share = np.where(total > 0, wage_total / total, 0.0)
         recent_per_capita_month = recent_mean / n_members
     # members with a row of the kind in the last 3 months (a row of amount 0 is no income)
     persons = known.persons()
@@ -73,6 +86,8 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float | np.
     return {
         "income_12m_per_capita_month": per_capita_month,
         "income_months_reported_12m": months,
+        "no_income_reported_12m": none_12m.astype(np.float64),
+        "no_income_reported_3m": none_3m.astype(np.float64),
         "income_trend_3m": np.minimum(trend, TREND_CAP),
         "wage_share_12m": wage_share,
         "income_pc_to_dibao": per_capita_month / dibao_line,
@@ -81,5 +96,5 @@ def income_features(known: Known, n_members: np.ndarray, dibao_line: float | np.
         "n_unemployment_benefit_3m": np.where(no_members, np.nan, benefit),
         "n_wage_stopped_3m": np.where(no_members, np.nan, wage_stopped),
         # yuan over the window scaled to 12 months, for the burden ratios (not a model feature)
-        "_income_12m": per_month * 12.0,
+        "_income_12m": np.where(none_12m, np.nan, per_month * 12.0),
     }

@@ -1,5 +1,5 @@
-"""LightGBM settings. ``max_depth`` is capped: TreeSHAP costs grow with depth squared
-(TreeSHAP costs grow with depth squared), so depth is a speed parameter as well as a quality one.
+"""LightGBM settings. ``max_depth`` is capped: TreeSHAP costs grow with depth squared, so depth is
+a speed parameter as well as a quality one.
 
 Monotone constraints come from the schema: the catalog's policy directions and, for a risk's
 schema, the risk's own (``features.catalog.RISK_DIRECTIONS``). They are enforced with the
@@ -7,12 +7,12 @@ schema, the risk's own (``features.catalog.RISK_DIRECTIONS``). They are enforced
 with it lowered its score as ``oop_3m`` rose; LightGBM issues #5358 and #6155 report the same), and the
 constraints are what the twins tests (tests/test_risks.py) and the service's promise rest on.
 
-Missing values: the illness model learns where a missing value goes at each split (LightGBM's
-default). The other risks' models read a missing value as 0 (``use_missing=False``: LightGBM maps
-NaN to 0 in training and prediction alike, and so does ``models.fast_shap``): the NaN that matters
-there is the income of a household with no income row in 12 months, and "no income reported" must
-count as no income for the monotone constraints to hold: a twin whose earners lost everything must
-never look better off than its twin with wages, whatever the training data had to say about NaN.
+Missing values: every model learns where a missing value goes at each split (LightGBM's default).
+A learned direction is no promise, so no twin pair may differ in what is missing: the one that did,
+an income nobody reported, is said instead (``no_income_reported_12m`` / ``_3m``, which never lower
+risk, and the income 0: features/income.py), and a twin whose earners lost everything never looks
+better off than its twin with wages. ``use_missing=False`` (every NaN read as 0) is set for no risk;
+``models.fast_shap`` still reads models that set it.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ RISK_PARAMS: dict[str, dict[str, Any]] = {
     "illness_poverty": {},
     # the rarest finding (≈70 in a 20k city's training snapshots, nearly all where the rule fires):
     # smaller steps and more trees order the tail of the ranking, beyond the rule's households, more finely
-    "disability_poverty": {"use_missing": False, "learning_rate": 0.02},
+    "disability_poverty": {"learning_rate": 0.02},
     # With few findings the recent-income features crowd out the employment status in every tree;
     # half the features per tree spreads the weight over both traces of a job loss.
-    "unemployment_poverty": {"use_missing": False, "feature_fraction": 0.5},
-    "elderly_care_need": {"use_missing": False},
-    "child_in_difficulty": {"use_missing": False},
+    "unemployment_poverty": {"feature_fraction": 0.5},
+    "elderly_care_need": {},
+    "child_in_difficulty": {},
 }
 
 

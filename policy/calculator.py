@@ -114,7 +114,8 @@ def household_inputs(tables: Tables, as_of: dt.date | str) -> tuple[np.ndarray, 
 def facts_from(f: Mapping[str, float], n_unable: int, rural: bool) -> Facts:
     """:class:`Facts` from a household's features (id → value) and :func:`household_inputs`."""
     n = int(f["n_members"])
-    inc = float(f["income_12m_per_capita_month"])
+    # an income nobody reported is unknown here, not the 0 the models read (features.catalog.UNREPORTED_BY)
+    inc = math.nan if f["no_income_reported_12m"] > 0 else float(f["income_12m_per_capita_month"])
     months = float(f["income_months_reported_12m"])
     on = frozenset(k.removeprefix("on_") for k in ("on_dibao", "on_dibao_edge", "on_tekun", "on_expenditure_hardship")
                    if f[k] > 0)

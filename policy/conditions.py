@@ -7,8 +7,10 @@ or a ``[rules]`` key. Nothing is ``eval``'d: a condition is a feature, an operat
 and a threshold; groups are ``all`` / ``any`` / ``none``; the one named helper is ``low_income``.
 Entries are checked when loaded, so a typo fails there, naming the entry and the field.
 
-A missing value (NaN: no income reported) satisfies no condition, so it never makes a group hold by
-itself; in a ``none`` group it therefore does not make it fail.
+A missing value satisfies no condition, so it never makes a group hold by itself; in a ``none``
+group it therefore does not make it fail. An income nobody reported is such a value: the features
+give it as 0 with an indicator (``features.catalog.UNREPORTED_BY``), and the conditions read it as
+missing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from features.catalog import BY_ID, FEATURE_IDS
+from features.catalog import BY_ID, FEATURE_IDS, UNREPORTED_BY
 from features.dated import parse_day
 from features.policy import PolicyVersion
 
@@ -222,13 +224,20 @@ def _as_date(as_of: dt.date | str | pd.Timestamp) -> dt.date:
 
 
 def _features_of(node: Node) -> Iterable[str]:
+    """The features ``node`` reads, with the indicator of each income figure that may stand for
+    nothing reported (:func:`_Frame.col` needs both)."""
     if isinstance(node, Condition):
-        yield node.feature
+        named: Iterable[str] = (node.feature,)
     elif isinstance(node, Helper):
-        yield from HELPERS[node.name][1]
+        named = HELPERS[node.name][1]
     else:
         for item in node.items:
             yield from _features_of(item)
+        return
+    for fid in named:
+        yield fid
+        if fid in UNREPORTED_BY:
+            yield UNREPORTED_BY[fid]
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
@@ -238,6 +247,7 @@ class _Frame:
     def __init__(self, columns: pd.DataFrame | Mapping[str, np.ndarray], n: int, v: PolicyVersion | None,
                  rules: Mapping[str, float]):
         self.columns, self.n, self.v, self.rules = columns, n, v, rules
+        self.raw: dict[str, np.ndarray] = {}
         self.cols: dict[str, np.ndarray] = {}
         if isinstance(columns, pd.DataFrame) and n <= SMALL_FRAME:
             # a few rows (the API's one household): one conversion beats a column lookup per feature
@@ -245,11 +255,21 @@ class _Frame:
                 values = columns.to_numpy(dtype="float64")
             except (TypeError, ValueError):  # a non-numeric extra column: read per feature instead
                 return
-            self.cols = {c: values[:, j] for j, c in enumerate(columns.columns.tolist())}
+            self.raw = {c: values[:, j] for j, c in enumerate(columns.columns.tolist())}
+
+    def _read(self, name: str) -> np.ndarray:
+        if name not in self.raw:
+            self.raw[name] = np.asarray(self.columns[name], dtype="float64")
+        return self.raw[name]
 
     def col(self, name: str) -> np.ndarray:
+        """The values as conditions read them: an income figure that stands for nothing reported
+        (``features.catalog.UNREPORTED_BY``: its indicator is 1) is missing, not 0."""
         if name not in self.cols:
-            self.cols[name] = np.asarray(self.columns[name], dtype="float64")
+            x = self._read(name)
+            if name in UNREPORTED_BY:
+                x = np.where(self._read(UNREPORTED_BY[name]) > 0, np.nan, x)
+            self.cols[name] = x
         return self.cols[name]
 
     def take(self, rows: np.ndarray, names: Iterable[str]) -> _Frame:

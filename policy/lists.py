@@ -5,8 +5,8 @@ language of :mod:`policy.conditions` (features, operators and thresholds; ``all`
 groups; the ``low_income`` helper). Definitions are checked when loaded, so a typo fails there,
 naming the list and the field, not while listing.
 
-A missing value (NaN: no income reported) satisfies no condition, so it never puts a household on
-a list by itself; in a ``none`` group it therefore does not keep one off.
+A missing value satisfies no condition, nor does an income nobody reported (``policy.conditions``),
+so it never puts a household on a list by itself; in a ``none`` group it therefore does not keep one off.
 """
 
 from __future__ import annotations

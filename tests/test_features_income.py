@@ -1,4 +1,5 @@
-"""Income over the 12 months up to and including the month of T; a month not reported is missing."""
+"""Income over the 12 months up to and including the month of T; a month not reported is missing, a
+window with nothing reported is said so (``no_income_reported_*``) and its amounts are 0."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import pytest
 
+from features.income import TREND_CAP
 from features.io import load_policy_book
 from tests.factories import bundle, features_of, income_row, member, monthly_income, months_back
 
@@ -46,11 +48,39 @@ def test_income_window_months(month, counted):
     assert f["income_12m_per_capita_month"] == (3000.0 if counted else 1000.0)
 
 
-def test_no_income_rows_give_nan_income_features_not_zero():
+def test_no_income_rows_are_said_so_and_read_as_no_income():
     f = _income([])
     assert f["income_months_reported_12m"] == 0.0
+    assert f["no_income_reported_12m"] == f["no_income_reported_3m"] == 1.0
     for name in INCOME_FEATURES:
-        assert math.isnan(f[name]), name
+        assert f[name] == 0.0, name
+    assert f["income_3m_per_capita_month"] == 0.0
+    for name in ("oop_12m_to_income", "oop_to_capacity", "income_after_oop_pc_month", "after_oop_to_dibao"):
+        assert math.isnan(f[name]), name   # spending against an income nobody reported is not measured
+
+
+@pytest.mark.parametrize(("months", "none_12m", "none_3m"), [
+    ((), 1.0, 1.0),
+    ((0,), 0.0, 1.0),          # the 12th month back only
+    ((8,), 0.0, 1.0),          # the 4th month back: before the last 3
+    ((9,), 0.0, 0.0),          # the 3rd month back: within them
+    ((11,), 0.0, 0.0),         # the month of T
+    (range(12), 0.0, 0.0),
+])
+def test_the_indicators_are_one_exactly_when_no_row_falls_in_the_window(months, none_12m, none_3m):
+    window = months_back(T, 12)
+    rows = [income_row(window[i], 1000.0) for i in months] + [income_row("2026-07", 900.0),   # after T
+                                                             income_row("2025-06", 800.0)]   # 13th month back
+    f = _income(rows)
+    assert (f["no_income_reported_12m"], f["no_income_reported_3m"]) == (none_12m, none_3m)
+    assert f["no_income_reported_12m"] == float(f["income_months_reported_12m"] == 0)
+
+
+def test_a_row_of_zero_is_reported_income_of_zero():
+    f = _income([income_row("2026-06", 0.0)])
+    assert f["no_income_reported_12m"] == f["no_income_reported_3m"] == 0.0
+    assert f["income_12m_per_capita_month"] == f["income_3m_per_capita_month"] == f["wage_share_12m"] == 0.0
+    assert f["oop_12m_to_income"] == 0.0   # reported: the burden is measured (no spending here)
 
 
 def test_trend_is_the_last_three_months_over_the_nine_before():
@@ -62,10 +92,11 @@ def test_trend_is_the_last_three_months_over_the_nine_before():
     assert f["income_trend_3m"] == 1.5
 
 
-def test_trend_is_nan_without_both_periods():
+def test_trend_without_both_periods_is_its_limit_never_missing():
     months = months_back(T, 12)
-    assert math.isnan(_income(monthly_income(months[9:], 1500.0))["income_trend_3m"])
-    assert math.isnan(_income(monthly_income(months[:9], 1500.0))["income_trend_3m"])
+    assert _income(monthly_income(months[9:], 1500.0))["income_trend_3m"] == TREND_CAP   # income only lately
+    assert _income(monthly_income(months[:9], 1500.0))["income_trend_3m"] == 0.0          # none lately
+    assert _income(monthly_income(months[:9], 0.0) + monthly_income(months[9:], 0.0))["income_trend_3m"] == 0.0
 
 
 def test_wage_share():
@@ -102,10 +133,12 @@ def test_recent_per_capita_income_is_the_last_three_reported_months():
     assert f["income_3m_per_capita_month"] == 1500.0
 
 
-def test_no_recent_income_gives_nan_recent_income_not_zero():
+def test_no_recent_income_reported_is_said_so_and_reads_as_zero():
     months = months_back(T, 12)
     f = _income(monthly_income(months[:9], 3000.0))
-    assert math.isnan(f["income_3m_per_capita_month"])
+    assert (f["no_income_reported_12m"], f["no_income_reported_3m"]) == (0.0, 1.0)
+    assert f["income_3m_per_capita_month"] == 0.0
+    assert f["income_12m_per_capita_month"] == 3000.0   # the 12 months' mean is still over reported months
     assert f["n_working_age_work_income_3m"] == 0.0
     assert f["n_wage_stopped_3m"] == 1.0
 

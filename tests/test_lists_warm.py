@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_features
-from features.catalog import FEATURE_IDS
+from features.catalog import FEATURE_IDS, UNREPORTED_BY
 from features.io import load_policy_book, policy_file_text
 from features.tables import tables_from_bundle
 from policy import check_programs, household_lists, list_matrix, load_eligibility, load_lists, load_measures, warm_list
@@ -228,6 +228,33 @@ def test_lists_agree_with_todays_rule_baselines(policy):
     v, r = policy.at(pd.Timestamp(AS_OF).date()), dict(policy.rules)
     assert np.array_equal(m["elderly_alone"], baseline.elderly_alone(f, v, r) >= baseline.FIRED)
     assert np.array_equal(m["unemployed_low_income"], baseline.unemployed_low_income(f, v, r) >= baseline.FIRED)
+
+
+def test_an_income_nobody_reported_satisfies_no_condition_though_the_models_read_0(policy):
+    """Built from bundles: with no income row at all, or none in the last 3 months, the lists, their
+    reasons and the rule baselines read the income as before, missing (the features' NaN of old), and
+    not as the 0 the features now give the models."""
+    months = months_back(AS_OF, 12)
+    members = [member("P1", "head", "1940-01-01", employment="retired", disability_grade=3),
+               member("P2", "child", "1985-01-01", employment="unemployed"),
+               member("P3", "grandchild", "2015-01-01", employment="student")]
+    bundles = [bundle("H1", members=members, income=[], claims=[]),
+               bundle("H2", members=members, income=monthly_income(months[:9], 4000.0, "P1", "pension"), claims=[])]
+    features = pd.concat([build_features(tables_from_bundle(b), AS_OF, policy) for b in bundles])
+    assert features["no_income_reported_12m"].tolist() == [1.0, 0.0]
+    assert features["no_income_reported_3m"].tolist() == [1.0, 1.0]
+    as_of_old = features.copy()
+    for fid, flag in UNREPORTED_BY.items():
+        as_of_old.loc[features[flag] > 0, fid] = np.nan
+    said_as_0 = features.copy()
+    said_as_0[["no_income_reported_12m", "no_income_reported_3m"]] = 0.0
+    m = list_matrix(features, AS_OF, policy, BOOK)
+    pd.testing.assert_frame_equal(m, list_matrix(as_of_old, AS_OF, policy, BOOK))
+    assert household_lists(features, AS_OF, policy, BOOK) == household_lists(as_of_old, AS_OF, policy, BOOK)
+    assert (m != list_matrix(said_as_0, AS_OF, policy, BOOK)).any(axis=1).all()  # read as 0, both would differ
+    v, r = policy.at(pd.Timestamp(AS_OF).date()), dict(policy.rules)
+    for rule in (baseline.children_without_earner, baseline.unemployed_low_income, baseline.xian):
+        np.testing.assert_array_equal(rule(features, v, r), rule(as_of_old, v, r))
 
 
 def test_household_lists_and_the_matrix_agree(policy):
@@ -560,13 +587,17 @@ def test_one_household_end_to_end(policy):
 
 # ---- helpers ------------------------------------------------------------------------------------
 def random_frame(n: int, seed: int) -> pd.DataFrame:
-    """Plausible feature rows: counts, flags, incomes around the lines, some missing incomes."""
+    """Plausible feature rows: counts, flags, incomes around the lines, some not reported (0 and the
+    indicator, as the features give them)."""
     rng = np.random.default_rng(seed)
     f = pd.DataFrame({fid: rng.random(n) for fid in FEATURE_IDS})
     income = rng.gamma(2.0, 900.0, n)
-    income[rng.random(n) < 0.05] = np.nan
+    unreported = rng.random(n) < 0.05
+    income[unreported] = 0.0
     f["income_12m_per_capita_month"] = income
     f["income_pc_to_dibao"] = income / LINE
+    f["no_income_reported_12m"] = unreported.astype(float)
+    f["no_income_reported_3m"] = (unreported | (rng.random(n) < 0.05)).astype(float)
     for c in ("n_children", "n_earners", "n_unemployed", "n_disabled", "n_severe_disabled",
               "n_members_serious_dx_12m", "temporary_assistance_12m"):
         f[c] = rng.poisson(0.4, n).astype(float)
@@ -575,7 +606,7 @@ def random_frame(n: int, seed: int) -> pd.DataFrame:
         f[c] = (rng.random(n) < 0.05).astype(float)
     f["head_age"] = rng.integers(20, 95, n).astype(float)
     f["oop_12m_max_person"] = rng.gamma(1.0, 8000.0, n)
-    f["oop_12m_to_income"] = np.where(np.isnan(income), np.nan, rng.gamma(1.0, 0.2, n))
+    f["oop_12m_to_income"] = np.where(unreported, np.nan, rng.gamma(1.0, 0.2, n))
     f["income_after_oop_pc_month"] = income * (1 - f["oop_12m_to_income"])
     f.index = pd.Index([f"H{i}" for i in range(n)], name="household_id")
     return f

@@ -133,6 +133,22 @@ def test_check_programs_from_a_bundle(policy):
                                     "city_name": "张家港市", "dibao_standard_monthly": 1100.0}
 
 
+def test_a_bundle_with_no_income_row_has_an_unknown_income_not_the_models_0(policy):
+    """The features give such a household income 0 and ``no_income_reported_12m`` 1; the calculator
+    reads the indicator: a visit must find the income, and no programme that needs it is likely."""
+    from features.tables import tables_from_bundle
+    from tests.factories import bundle, features_of
+
+    b = bundle(income=[], claims=[], financial_assets=0)
+    f = features_of(b, policy, str(AS_OF))
+    assert (f["no_income_reported_12m"], f["income_12m_per_capita_month"]) == (1.0, 0.0)
+    answer = check_programs(tables_from_bundle(b), AS_OF, policy, load_eligibility())
+    unknown = {"label": "收入", "value": None, "passed": False,
+               "detail": "近12个月无收入记录：收入未知，需入户核实；核实前按不满足计"}
+    for p in answer["programs"]:
+        assert p["eligible"] is False and unknown in p["steps"], p
+
+
 # ---- what each step says ----------------------------------------------------------------------------
 def step(c, label: str) -> dict:
     return next(s for s in c.steps if s["label"] == label)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.catalog import BY_ID, FEATURE_IDS, RISK_DIRECTIONS, RISK_EXCLUDED, risk_feature_ids
+from features.catalog import BY_ID, FEATURE_IDS, RISK_DIRECTIONS, RISK_EXCLUDED, UNREPORTED_BY, risk_feature_ids
 from features.io import load_policy_book
 from models.lgbm import lgbm_params
 from models.schema import FeatureSchema, FeatureSchemaError
@@ -188,9 +188,6 @@ PAIRS = _pairs()
 PAIR_IDS = [f"{p.risk}: {p.name}" for p in PAIRS]
 
 
-def _reads_missing_as_zero(schema: FeatureSchema) -> bool:
-    return lgbm_params(schema).get("use_missing", True) is False
-
 
 # ---------------------------------------------------------------------------------------------------
 # Schemas, directions, parameters (no training)
@@ -280,14 +277,24 @@ def test_a_version_1_schema_still_loads():
         FeatureSchema.from_json(json.dumps({**old, "schema_version": 3}))
 
 
-def test_lgbm_params_carry_the_risk_settings():
-    illness = lgbm_params(FeatureSchema.for_risk("illness_poverty"))
-    assert "use_missing" not in illness
-    for risk in OTHER_RISKS:
+def test_lgbm_params_carry_the_risk_settings_and_every_model_learns_its_missing_values():
+    for risk in RISKS:
         p = lgbm_params(FeatureSchema.for_risk(risk), seed=3)
-        assert p["use_missing"] is False and p["seed"] == 3
-        assert p["monotone_constraints"] == FeatureSchema.for_risk(risk).monotone_constraints
+        assert p["seed"] == 3 and p["monotone_constraints"] == FeatureSchema.for_risk(risk).monotone_constraints
+        assert "use_missing" not in p and "zero_as_missing" not in p, risk
+    assert lgbm_params(FeatureSchema.for_risk("disability_poverty"))["learning_rate"] == 0.02
     assert lgbm_params(FeatureSchema.from_catalog()) == lgbm_params(FeatureSchema.from_catalog(), **{})
+
+
+@pytest.mark.parametrize("risk", RISKS)
+def test_no_income_reported_never_lowers_any_risk(risk):
+    """The indicators never lower risk, and no risk constrains an income figure whose 0 stands for
+    nothing reported the other way (0 would then be the safe end)."""
+    d = FeatureSchema.for_risk(risk).directions
+    assert d["no_income_reported_12m"] == d["no_income_reported_3m"] == 1
+    for fid, flag in UNREPORTED_BY.items():
+        assert BY_ID[fid].group == "income" and BY_ID[flag].unit == "是否", (fid, flag)
+        assert d.get(fid, 0) in (-1, 0), fid
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
@@ -295,11 +302,10 @@ def test_every_feature_a_twin_moves_is_constrained_the_right_way(pair):
     """By construction: the cause moves only features whose constraint says it cannot lower the risk."""
     schema = FeatureSchema.for_risk(pair.risk)
     cause, twin = (features_of(b, POLICY)[schema.ids] for b in (pair.cause, pair.twin))
-    if _reads_missing_as_zero(schema):
-        cause, twin = cause.fillna(0.0), twin.fillna(0.0)
-    else:
-        assert (cause.isna() == twin.isna()).all(), "a twin pair must not differ in which features are missing"
-        cause, twin = cause.fillna(0.0), twin.fillna(0.0)
+    # every model learns where a missing value goes, and what is learned is not constrained
+    differ = cause.index[(cause.isna() != twin.isna()).to_numpy()].tolist()
+    assert not differ, f"a twin pair must not differ in which features are missing: {differ}"
+    cause, twin = cause.fillna(0.0), twin.fillna(0.0)
     moved = cause.index[(cause != twin).to_numpy()]
     assert len(moved), "the twins do not differ"
     wrong = {f: (schema.directions[f], float(twin[f]), float(cause[f])) for f in moved
@@ -391,14 +397,16 @@ def test_each_booster_is_monotone_in_every_constrained_feature(models, city_tabl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("risk", OTHER_RISKS)
-def test_a_missing_value_reads_as_zero_and_explanations_stay_exact(models, city_tables, risk):
+@pytest.mark.parametrize("risk", RISKS)
+def test_a_missing_value_is_learned_and_explanations_stay_exact(models, city_tables, risk):
+    """No model reads NaN as 0 any more, and the fast explanations follow each split's learned
+    direction for it as LightGBM's own do."""
     model = models[risk]
+    assert "[use_missing: 1]" in model.booster.model_to_string()
     x = _city_rows(city_tables, model, n=60)
     income = [j for j, f in enumerate(model.schema.ids) if f.startswith("income_") or f == "wage_share_12m"]
-    missing, zero = x.copy(), x.copy()
-    missing[:, income], zero[:, income] = np.nan, 0.0
-    np.testing.assert_array_equal(model.raw_score(missing), model.raw_score(zero))
+    missing = x.copy()
+    missing[:, income] = np.nan
     contrib = np.asarray(model.booster.predict(missing, pred_contrib=True))
     np.testing.assert_allclose(contrib.sum(axis=1), model.raw_score(missing), atol=1e-9)
     np.testing.assert_allclose(model.contributions(missing), contrib, atol=1e-9)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.catalog import UNREPORTED_BY
 from features.policy import PolicyBook, PolicyVersion
 
 FIRED = 1000.0  # added to a flagged household's score so that flagged rank above unflagged
@@ -23,8 +24,8 @@ FIRED = 1000.0  # added to a flagged household's score so that flagged rank abov
 
 def _low_income(f: pd.DataFrame, v: PolicyVersion) -> np.ndarray:
     on_any = f[["on_dibao", "on_dibao_edge", "on_tekun", "on_expenditure_hardship"]].max(axis=1) > 0
-    below_edge = f["income_pc_to_dibao"].fillna(np.inf) < v.edge_multiple
-    return (on_any | below_edge).to_numpy()
+    below_edge = np.nan_to_num(_income_ratio(f), nan=np.inf) < v.edge_multiple
+    return on_any.to_numpy() | below_edge
 
 
 def _ranked(fired: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
@@ -68,7 +69,10 @@ class Rule:
 
 # ---- the other active-discovery lists: today's rule for each, ranked by how far in it a household is
 def _income_ratio(f: pd.DataFrame) -> np.ndarray:
-    return f["income_pc_to_dibao"].to_numpy()
+    """Per-capita income over the 低保 line; NaN where no income was reported (today's rules do not
+    count an unknown income as low: the 0 the features give it is for the models)."""
+    unknown = f[UNREPORTED_BY["income_pc_to_dibao"]].to_numpy() > 0
+    return np.where(unknown, np.nan, f["income_pc_to_dibao"].to_numpy(dtype="float64"))
 
 
 def _poorer(f: pd.DataFrame) -> np.ndarray:
