@@ -183,7 +183,8 @@ def _purge(a: argparse.Namespace) -> int:
           f"audit record(s){whose} created before {before.isoformat().replace('+00:00', 'Z')} (retention {days} "
           f"days); {done.legacy_kept} record(s) written before payloads were hashed apart kept whole (their hash "
           f"covers the payload); {'would delete' if a.dry_run else 'deleted'} {done.batch_rows} nightly batch score "
-          "row(s)")
+          "row(s)" + (f" and {done.casework_rows} casework row(s) of the household (needs assessments, plan measures "
+                      "and their events)" if a.household else ""))
     return 0
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from store.migrate import schema_lock, upgrade
-from store.schema import audit_chain, audit_records, batch_runs, batch_scores
+from store.schema import assessments, audit_chain, audit_records, batch_runs, batch_scores, plan_events, plan_measures
 from store.schema import metadata as metadata  # re-exported: tests and benchmarks/loadtest.py import it from here
 
 GENESIS = "0" * 64
@@ -125,11 +125,13 @@ class ChainProblem:
 @dataclass(frozen=True)
 class Purged:
     """What :meth:`AuditStore.purge` did: payloads emptied, records it could not purge (written
-    before payloads were hashed apart), nightly batch score rows deleted."""
+    before payloads were hashed apart), nightly batch score rows deleted, and for one household's
+    erasure its casework rows deleted (needs assessments, plan measures and their events)."""
 
     records: int
     legacy_kept: int
     batch_rows: int
+    casework_rows: int = 0
 
 
 def _dumps(x: Any) -> str:
@@ -502,8 +504,11 @@ class AuditStore:
         rows of runs before it. The records keep their place in the chain, their hash and what is
         not personal payload (request id, time, household id, model versions, caller, town), so
         ``verify`` still passes. Records written before payloads were hashed apart are kept whole
-        (purging them would break the chain) and counted in ``legacy_kept``. ``dry_run``: counts
-        what it would do, changes nothing."""
+        (purging them would break the chain) and counted in ``legacy_kept``. For one household (an
+        erasure request) its needs assessments and plan (measures and their events) recorded before
+        ``before`` are deleted too: they are casework about that household, outside the chain. A
+        retention purge of every household leaves casework alone: a plan still being carried out
+        must keep its history. ``dry_run``: counts what it would do, changes nothing."""
         c = audit_records.c
         cut = _db_time(self.engine, before)
         where = [c.created_at < cut, c.purged_at.is_(None)]
@@ -517,15 +522,21 @@ class AuditStore:
         def count(table: Table, *cond: Any) -> int:
             return int(conn.execute(select(func.count()).select_from(table).where(*cond)).scalar_one())
 
+        casework: list[tuple[Table, list[Any]]] = [] if household_id is None else [
+            (t, [t.c.household_id == household_id, t.c[when] < cut])
+            for t, when in ((plan_events, "recorded_at"), (plan_measures, "created_at"), (assessments, "recorded_at"))]
         with self.engine.begin() as conn:
             legacy = count(audit_records, *where, c.payload_hash.is_(None))
             if dry_run:
                 return Purged(records=count(audit_records, *where, c.payload_hash.is_not(None)), legacy_kept=legacy,
-                              batch_rows=count(batch_scores, *scored))
+                              batch_rows=count(batch_scores, *scored),
+                              casework_rows=sum(count(t, *cond) for t, cond in casework))
             done = conn.execute(update(audit_records).where(*where, c.payload_hash.is_not(None))
                                 .values(request="", scores="", response="", purged_at=dt.datetime.now(dt.UTC)))
             deleted = conn.execute(batch_scores.delete().where(*scored))
-        return Purged(records=int(done.rowcount or 0), legacy_kept=legacy, batch_rows=int(deleted.rowcount or 0))
+            gone = sum(int(conn.execute(t.delete().where(*cond)).rowcount or 0) for t, cond in casework)
+        return Purged(records=int(done.rowcount or 0), legacy_kept=legacy, batch_rows=int(deleted.rowcount or 0),
+                      casework_rows=gone)
 
     def dispose(self) -> None:
         self.engine.dispose()

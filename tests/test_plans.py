@@ -343,3 +343,28 @@ def test_a_visit_that_finds_a_housing_need_puts_housing_help_in_the_plan(live_se
         housing = next(m for m in r.json()["measures"] if m["measure"] == "housing_support")
         assert housing["owner"] == "zhujian" and housing["status"] == "proposed"
         assert {"kind": "need", "id": "housing"}.items() <= housing["proposed_because"][0].items()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_erasure_deletes_the_households_casework_and_a_retention_purge_keeps_plans(kind, tmp_path):
+    from store.assessments import AssessmentStore, DomainFinding
+
+    with created_store(kind, tmp_path) as (audit, _):
+        plans, needs = PlanStore(audit.engine), AssessmentStore(audit.engine)
+        day = dt.date(2026, 11, 2)
+        for h in ("HERASE", "HKEEP"):
+            needs.add(request_id="r" * 32, household_id=h, town="yangshe", assessed_on=day, assessor="SW0012",
+                      instrument_version="2025-01", domains=[DomainFinding("medical", 3, "住院后自付费用高")],
+                      note="家属在场", caller={"role": "platform", "key_id": "k"})
+            drafted = {"measure": "temporary_assistance", "owner": "mca", "due": "2026-12-01", "proposed_because": []}
+            [m] = plans.add_measures(h, "yangshe", [drafted], actor="SW0012", on=day)
+            plans.add_event(m.measure_id, "proposed", "agreed", actor="SW0012", on=day)
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        # every household, past retention: casework stays (a plan being carried out keeps its history)
+        assert audit.purge(later).casework_rows == 0 and len(plans.plan("HERASE")) == 1
+        # one household's erasure: counted by a dry run, then deleted, and only that household's
+        assert audit.purge(later, "HERASE", dry_run=True).casework_rows == 4 and needs.for_household("HERASE")
+        assert audit.purge(later, "HERASE").casework_rows == 4  # 1 assessment, 1 measure, 2 events
+        assert plans.plan("HERASE") == [] and needs.for_household("HERASE") == []
+        assert len(plans.plan("HKEEP")) == 1 and plans.plan("HKEEP")[0].status == "agreed"
+        assert len(needs.for_household("HKEEP")) == 1
