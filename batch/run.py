@@ -224,7 +224,8 @@ def run_batch(data: str | Path | CityTables | Tables, out_dir: str | Path, model
     explained = dict.fromkeys(risks, 0)
     list_counts: dict[str, int] = {}
     flagged_any = 0
-    windows = {m.risk: (m, w) for m in models if (w := batch_window(m, list(m.model.schema.ids))) is not None}
+    windows = {m.risk: (m, *w) for m in models
+               if (w := batch_window(m, list(m.model.schema.ids), day.isoformat())) is not None}
     bounds = _chunk_bounds(city.n, chunk)
     towns = city.household_column("town")
     bar = tqdm(total=city.n, unit="户", unit_scale=True, desc=f"batch {day.isoformat()}", disable=not progress)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 import orjson
 
 from domain.loader import LoadedModel
-from models.drift import Profile, Thresholds, Window
+from models.drift import Profile, Thresholds, Window, nearest_reference
 from store.audit import AuditStore
 from store.history import latest_run
 
@@ -34,28 +35,38 @@ class NoReference(LookupError):
     """The model version was trained before models kept a drift reference."""
 
 
-def reference_of(lm: LoadedModel) -> Profile:
-    raw = lm.model.meta.get("reference")
-    if raw is None:
+def reference_of(lm: LoadedModel, as_of: str | None = None) -> tuple[Profile, str | None]:
+    """The reference a window of households scored as of ``as_of`` is compared with, and the date
+    of the snapshot it was taken from: the model's reference of that calendar month (or the nearest
+    month it has: :func:`models.drift.nearest_reference`), else its test period's (None: a model
+    trained before it kept one per month)."""
+    meta = lm.model.meta
+    if meta.get("reference") is None:
         raise NoReference(f"{lm.name} version {lm.version} keeps no drift reference (trained before drift "
                           "monitoring); retrain it to monitor it")
-    return Profile.from_dict(raw)
+    if as_of is not None and (seasonal := nearest_reference(meta.get("references") or [], as_of)) is not None:
+        return Profile.from_dict(seasonal["profile"]), str(seasonal["as_of"])
+    return Profile.from_dict(meta["reference"]), meta.get("test_as_of")
 
 
 def _header(lm: LoadedModel, source: str, since: str | None, until: str | None, n: int,
-            limited: bool) -> dict[str, Any]:
+            limited: bool, reference_as_of: str | None) -> dict[str, Any]:
     return {"risk": lm.risk, "model": {"name": lm.name, "version": lm.version}, "source": source,
-            "window": {"since": since, "until": until, "n": n, "limited": limited}}
+            "window": {"since": since, "until": until, "n": n, "limited": limited},
+            "reference": {"as_of": reference_as_of}}
 
 
 def api_drift(audit: AuditStore, lm: LoadedModel, since: dt.datetime, until: dt.datetime | None,
               thresholds: Thresholds, limit: int = MAX_WINDOW) -> dict[str, Any]:
-    """The households the API scored for ``lm``'s risk in [``since``, ``until``) against its reference."""
-    reference = reference_of(lm)
+    """The households the API scored for ``lm``'s risk in [``since``, ``until``) against its reference
+    of the calendar month most of them were scored as of."""
+    window_rows = audit.scores_window(since, until, limit, with_as_of=True)
+    months = Counter(as_of[:7] for as_of, _ in window_rows)
+    reference, reference_as_of = reference_of(lm, f"{months.most_common(1)[0][0]}-01" if months else None)
     ids = list(reference.features)
     rows: list[list[float]] = []
     probabilities: list[float] = []
-    texts = audit.scores_window(since, until, limit)
+    texts = [text for _, text in window_rows]
     for text in texts:
         for entry in orjson.loads(text):
             if entry.get("risk") != lm.risk or "features" not in entry:
@@ -69,24 +80,27 @@ def api_drift(audit: AuditStore, lm: LoadedModel, since: dt.datetime, until: dt.
                                         np.array(probabilities, dtype="float64"))
     report = window.report(thresholds)
     return _header(lm, "api", since.isoformat(), until.isoformat() if until else None, report.n,
-                   len(texts) >= limit) | report.as_dict(thresholds)
+                   len(texts) >= limit, reference_as_of) | report.as_dict(thresholds)
 
 
-def batch_window(lm: LoadedModel, feature_ids: list[str]) -> Window | None:
-    """A window the nightly batch fills chunk by chunk (None: the model keeps no reference)."""
+def batch_window(lm: LoadedModel, feature_ids: list[str], as_of: str) -> tuple[Window, str | None] | None:
+    """A window the nightly batch fills chunk by chunk, against the reference of ``as_of``'s month,
+    and that reference's date (None: the model keeps no reference)."""
     try:
-        return Window(reference_of(lm), feature_ids)
+        reference, reference_as_of = reference_of(lm, as_of)
     except NoReference:
         return None
+    return Window(reference, feature_ids), reference_as_of
 
 
-def batch_report(windows: dict[str, tuple[LoadedModel, Window]], thresholds: Thresholds, as_of: str,
+def batch_report(windows: dict[str, tuple[LoadedModel, Window, str | None]], thresholds: Thresholds, as_of: str,
                  out_dir: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Writes the nightly batch's drift report, one entry per risk, into ``out_dir``; returns its path
     and, per risk, the brief the batch summary keeps (the score's PSI and status, the features at
     "act" and at "watch")."""
-    reports = {risk: _header(lm, "nightly_batch", as_of, as_of, w.n, False) | w.report(thresholds).as_dict(thresholds)
-               for risk, (lm, w) in windows.items()}
+    reports = {risk: _header(lm, "nightly_batch", as_of, as_of, w.n, False, ref_as_of)
+               | w.report(thresholds).as_dict(thresholds)
+               for risk, (lm, w, ref_as_of) in windows.items()}
     path = Path(out_dir) / DRIFT_FILE
     path.write_text(json.dumps({"as_of": as_of, "risks": reports}, ensure_ascii=False, indent=1), encoding="utf-8")
     brief = {risk: {"score_psi": r["score_psi"], "status": r["score"]["status"],

@@ -149,6 +149,32 @@ class Profile:
                    score=Binned.from_dict(d["score"]))
 
 
+def seasonal_references(frames: Sequence[tuple[str, np.ndarray, np.ndarray]], feature_ids: Sequence[str],
+                        bins: int = BINS) -> list[dict[str, Any]]:
+    """One reference per calendar month among ``frames`` (``(as_of, x, probability)``, most trusted
+    first: the first frame of a month is the one kept), as ``[{"as_of", "profile"}]``. Income has a
+    season (year-end bonuses lift January's last three months, April's dip), so a window is compared
+    with the households of its own calendar month, not with whichever month training ended in."""
+    out: dict[str, dict[str, Any]] = {}
+    for as_of, x, p in frames:
+        out.setdefault(as_of[5:7], {"as_of": as_of, "profile": Profile.of(x, feature_ids, p, bins).as_dict()})
+    return sorted(out.values(), key=lambda r: r["as_of"][5:7])
+
+
+def nearest_reference(references: Sequence[Mapping[str, Any]], as_of: str) -> Mapping[str, Any] | None:
+    """The reference of ``as_of``'s calendar month, else of the nearest month around the year (an
+    earlier one on a tie); None when there is none."""
+    if not references:
+        return None
+    month = int(as_of[5:7])
+
+    def distance(r: Mapping[str, Any]) -> tuple[int, int]:
+        d = (int(r["as_of"][5:7]) - month) % 12
+        return (min(d, 12 - d), 0 if d > 6 else 1)
+
+    return min(references, key=distance)
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
@@ -254,4 +280,4 @@ def _short(x: float) -> str:
 
 
 __all__ = ["BINS", "FLOOR", "STATUSES", "STATUS_LABELS", "Binned", "DriftReport", "FeatureDrift", "Profile",
-           "Thresholds", "Window", "bin_reference", "compare", "psi"]
+           "Thresholds", "Window", "bin_reference", "compare", "nearest_reference", "psi", "seasonal_references"]

@@ -21,6 +21,7 @@ FAIRNESS_GAPS = FAIRNESS_DIR + "gaps.csv"
 FAIRNESS_TPR_PLOT = FAIRNESS_DIR + "tpr_by_group.png"
 
 DRIFT_REFERENCE = "monitoring/reference.json"  # also inside the model (model_meta.json "reference")
+DRIFT_REFERENCES = "monitoring/references_by_month.json"  # one per calendar month (model_meta.json "references")
 
 MODEL_CARD_MD = "model_card.md"
 MODEL_CARD_HTML = "model_card.html"

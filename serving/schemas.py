@@ -185,12 +185,19 @@ class DriftWindow(BaseModel):
     limited: bool = Field(description="the window held more records than are read (the newest were read)")
 
 
+class DriftReference(BaseModel):
+    as_of: str | None = Field(description="the training snapshot the window is compared with: the model's own of the "
+                                          "window's calendar month, or the nearest month it has (income has a season)")
+
+
 class DriftReport(BaseModel):
     risk: str
     model: ModelRef
     source: Literal["api", "nightly_batch"]
     run_id: str | None = Field(None, description="the nightly batch run (source nightly_batch)")
     window: DriftWindow
+    reference: DriftReference | None = Field(None, description="which reference (absent in a report written "
+                                                               "before references were kept per month)")
     n: int
     n_score: int = Field(description="households scored by this model version (the score's window)")
     score_psi: float | None

@@ -8,7 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from models.drift import FLOOR, Binned, Profile, Thresholds, bin_reference, compare, psi
+from models.drift import (
+    FLOOR,
+    Binned,
+    Profile,
+    Thresholds,
+    bin_reference,
+    compare,
+    nearest_reference,
+    psi,
+    seasonal_references,
+)
 
 
 def test_psi_matches_values_worked_by_hand():
@@ -76,3 +86,40 @@ def test_thresholds_are_data_and_checked(tmp_path):
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match="psi_watch < psi_act"):
         Thresholds.load(str(bad))
+
+
+# ---- one reference per calendar month ----------------------------------------------------------------------
+def _seasonal_frames():
+    rng = np.random.default_rng(3)
+    # a feature with a season: January's values sit well above April's
+    jan, apr = rng.normal(1.2, 0.1, (2000, 1)), rng.normal(0.9, 0.1, (2000, 1))
+    p = rng.uniform(0, 0.1, 2000)
+    return [("2026-04-30", apr, p), ("2026-01-31", jan, p), ("2025-04-30", jan, p)]
+
+
+def test_a_reference_is_kept_per_calendar_month_the_first_frame_of_a_month_winning():
+    refs = seasonal_references(_seasonal_frames(), ["income_trend_3m"])
+    assert [r["as_of"] for r in refs] == ["2026-01-31", "2026-04-30"]  # April's from the trusted (first) frame
+
+
+@pytest.mark.parametrize(("as_of", "chosen"), [
+    ("2027-01-31", "2026-01-31"), ("2026-04-30", "2026-04-30"),
+    ("2026-02-28", "2026-01-31"),   # one month from January, two from April
+    ("2026-03-31", "2026-04-30"),   # one month from April
+    ("2026-10-31", "2026-01-31"),   # three months from January around the year-end, six from April
+    ("2026-07-31", "2026-04-30"),   # three from April, six from January
+])
+def test_the_nearest_calendar_month_is_chosen_around_the_year(as_of, chosen):
+    refs = seasonal_references(_seasonal_frames(), ["income_trend_3m"])
+    assert nearest_reference(refs, as_of)["as_of"] == chosen
+
+
+def test_a_seasonal_feature_is_quiet_against_its_own_month_and_acted_on_against_another():
+    frames = _seasonal_frames()
+    refs = {r["as_of"]: Profile.from_dict(r["profile"]) for r in seasonal_references(frames, ["income_trend_3m"])}
+    rng = np.random.default_rng(4)
+    january = rng.normal(1.2, 0.1, (3000, 1))
+    same = compare(refs["2026-01-31"], january, ["income_trend_3m"], None, Thresholds())
+    other = compare(refs["2026-04-30"], january, ["income_trend_3m"], None, Thresholds())
+    assert same.features[0].status == "stable" and other.features[0].status == "act"
+    assert nearest_reference([], "2026-01-31") is None

@@ -47,12 +47,13 @@ def bundles(city_tables, champion):
     return [bundle_from_tables(city_tables, h, as_of) for h in sorted(chosen)]
 
 
-def test_drift_of_an_unchanged_and_a_shifted_population(live_server, bundles):
+def test_drift_of_an_unchanged_and_a_shifted_population(live_server, bundles, champion):
     url = live_server["url"]
     since, until = _score(url, bundles)
     r = _drift(url, since=since, until=until)
     assert r.status_code == 200, r.text
     quiet = r.json()
+    assert quiet["reference"]["as_of"] == champion.meta["test_as_of"]  # the window's own calendar month
     assert quiet["window"]["n"] == N and quiet["n_score"] == N and quiet["source"] == "api"
     assert quiet["model"]["name"] == "illness_poverty"
     assert all(f["status"] == "stable" for f in quiet["features"]), \
@@ -76,6 +77,20 @@ def test_drift_of_an_unchanged_and_a_shifted_population(live_server, bundles):
     inc = by["income_12m_per_capita_month"]
     assert len(inc["bins"]) == len(inc["reference"]) == len(inc["current"]) and inc["bins"][-1] == "缺失"
     assert abs(sum(inc["reference"]) - 1) < 1e-4 and abs(sum(inc["current"]) - 1) < 1e-4
+
+
+def test_another_season_is_compared_with_its_own_month_and_stays_quiet(live_server, city_tables, champion):
+    """Households scored as of a month the test period is not in (income has a season) are compared
+    with the model's reference of that calendar month, not with the test period's."""
+    test_month = champion.meta["test_as_of"][5:7]
+    other = next(r["as_of"] for r in champion.meta["references"] if r["as_of"][5:7] != test_month)
+    ids = city_tables.households["household_id"].to_numpy()
+    chosen = sorted(set(np.random.default_rng(5).choice(ids, N, replace=False).tolist()))
+    since, until = _score(live_server["url"], [bundle_from_tables(city_tables, h, other) for h in chosen])
+    report = _drift(live_server["url"], since=since, until=until).json()
+    assert report["reference"]["as_of"] == other and report["window"]["n"] == N
+    assert all(f["status"] == "stable" for f in report["features"]), \
+        [(f["feature"], f["psi"]) for f in report["features"] if f["status"] != "stable"]
 
 
 def test_drift_is_for_auditors_and_admins_and_checks_its_query(live_server):

@@ -36,7 +36,8 @@ from features.risks import RISKS
 from features.tables import Tables
 from models import run_artifacts as artifacts
 from models.bands import BandRule
-from models.drift import Profile
+from models.drift import Profile, seasonal_references
+from models.risk_model import RiskModel
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
 from training.dataset import LABEL_DAYS, Split, build_snapshots, data_span, plan_split, relabel
@@ -54,6 +55,20 @@ EXPERIMENT = "relief-risk"
 
 class TooFewFindings(ValueError):
     """The data holds too few findings of a risk to train and validate a model of it."""
+
+
+SEASONAL_ROWS = 50_000  # households per calendar month's drift reference (deciles: a sample is plenty)
+
+
+def _seasonal(model: RiskModel, dated: Sequence[tuple[pd.Timestamp, pd.DataFrame]], seed: int) -> list[dict]:
+    """A drift reference per calendar month the snapshots cover (models.drift.seasonal_references),
+    the test and validation periods' first (scores the model did not train on), then training's."""
+    frames = []
+    for t, frame in dated:
+        part = frame.sample(n=min(SEASONAL_ROWS, len(frame)), random_state=seed) if len(frame) else frame
+        x = model.matrix(part)
+        frames.append((str(t.date()), x, model.calibrator.transform(model.raw_score(x))))
+    return seasonal_references(frames, model.schema.ids)
 
 
 @dataclass
@@ -239,6 +254,8 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
     report = evaluate_period(model, test_df, split.test, policy, config.capacity, seed=config.seed)
     x_test = model.matrix(test_df)  # the drift reference: the latest period, the population the model meets next
     reference = Profile.of(x_test, schema.ids, model.calibrator.transform(model.raw_score(x_test)))
+    references = _seasonal(model, [(split.test, test_df), (split.validation, val_df)]
+                           + [(t, train_df.loc[train_df["as_of"] == t]) for t in reversed(split.train)], config.seed)
     report.metrics |= {"train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
                        "best_iteration": float(facts["best_iteration"])}
     b = config.gate
@@ -267,8 +284,10 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
         log_evidence(report, schema_json=schema.to_json(), policy_text=policy_file_text(config.policy_path),
                      snapshot=snapshot_facts)
         model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": dates["test"],
-                           "policy_version": policy.latest.version, "reference": reference.as_dict()})
+                           "policy_version": policy.latest.version, "reference": reference.as_dict(),
+                           "references": references})
         mlflow.log_dict(reference.as_dict(), artifacts.DRIFT_REFERENCE)
+        mlflow.log_dict(references, artifacts.DRIFT_REFERENCES)
         _log_fairness(fairness, f"{config.risk} 各组召回率（{dates['test']}）")
         cmp, best = report.comparison, report.best_rule
         client = MlflowClient()
