@@ -21,6 +21,7 @@ from features.city import CityTables
 from features.io import load_policy_book
 from features.policy import PolicyBook
 from features.risks import RISKS
+from models.drift import Thresholds
 from relief_risk.clihelp import MLFLOW_TRACKING_URI, Formatter, environment
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _batch_command(a: argparse.Namespace) -> int:
     policy, models = _batch_setup(a)
     summary = run_batch(a.data, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain=a.explain,
                         record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
-                        lists=load_lists(a.policy), previous=a.previous)
+                        lists=load_lists(a.policy), previous=a.previous, monitoring=Thresholds.load(a.policy))
     print(json.dumps(summary.as_dict(), ensure_ascii=False) if a.json else "\n".join(batch_lines(summary)))
     return 0
 
@@ -139,7 +140,8 @@ def _worklist_command(a: argparse.Namespace) -> int:
     advisor = Advisor.load(a.policy, policy=policy)
     summary = run_batch(city, a.out, models, policy, as_of=a.as_of, chunk=a.chunk, explain="flagged",
                         record_url=None if a.no_record else a.record_url, progress=not a.no_progress,
-                        lists=advisor.lists, source=a.data, previous=a.previous)
+                        lists=advisor.lists, source=a.data, previous=a.previous,
+                        monitoring=Thresholds.load(a.policy))
     capacity = float(a.capacity) if float(a.capacity) < 1 else int(float(a.capacity))
     # the overdue follow-ups are read from the store named, even with --no-record (which only keeps
     # this run out of it)

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import features
 from features.risks import RISKS
 from relief_risk.cli import build_parser, main
 from relief_risk.clihelp import service_settings
@@ -136,6 +137,17 @@ def test_batch_prints_a_summary_and_json(trained, small_city, tmp_path, capsys):
                              "--json"))
     assert printed == json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert printed["households"] == 2000 and printed["flagged"] == {"illness_poverty": flagged}
+
+    # --policy's [monitoring] is the one the drift report reads: thresholds that every PSI passes
+    strict = tmp_path / "policy.toml"
+    text = (Path(features.__file__).parent / "policy_parameters.toml").read_text(encoding="utf-8")
+    strict.write_text(text.replace("psi_watch = 0.1\npsi_act = 0.25", "psi_watch = 1e-9\npsi_act = 2e-9"),
+                      encoding="utf-8")
+    run(capsys, "batch", "--data", str(small_city), "--out", str(tmp_path / "strict"), "--no-progress",
+        "--policy", str(strict))
+    report = json.loads((tmp_path / "strict" / "drift.json").read_text(encoding="utf-8"))["risks"]["illness_poverty"]
+    assert report["thresholds"]["psi_watch"] == 1e-9
+    assert {f["status"] for f in report["features"] if f["psi"]} == {"act"}
 
 
 @pytest.mark.slow
