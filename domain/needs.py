@@ -25,6 +25,7 @@ import numpy as np
 
 from domain.advice import Advisor
 from domain.household_file import household_file
+from features.dated import in_the_future
 from features.policy import PolicyBook, PolicyVersion
 from policy.needs import Instrument, InstrumentBook, data_levels, load_instruments
 from store.assessments import Assessment, AssessmentStore, DomainFinding
@@ -34,7 +35,6 @@ from store.feedback import FeedbackStore
 Problem = dict[str, Any]
 EVIDENCE_MAX = 1000   # characters of a visit's evidence for one domain
 NOTE_MAX = 2000       # characters of a visit's note
-FUTURE_GRACE = dt.timedelta(days=1)  # the platform's clock (UTC+8) may be ahead of the server's
 
 
 def parameters_on(policy: PolicyBook, day: dt.date, town: str | None = None
@@ -81,7 +81,7 @@ class NeedsService:
         if assessed_on.isoformat() < prompt.as_of:
             problems.append(_p(["assessed_on"], f"is before the scored request's as_of ({prompt.as_of})",
                                "value_error.before_as_of"))
-        if assessed_on > today + FUTURE_GRACE:
+        if in_the_future(assessed_on, today):
             problems.append(_p(["assessed_on"], "is in the future", "value_error.future"))
         instrument: Instrument | None = None
         try:

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from features.dated import in_the_future
 from policy.warm import MeasureBook, warm_list
 from store.plans import PlanMeasure, PlanStore, StaleStatus
 
@@ -31,7 +32,6 @@ MOVES: dict[str, tuple[str, ...]] = {
 }
 FINAL = frozenset(s for s, nxt in MOVES.items() if not nxt)
 NEEDS_REASON = frozenset({"declined", "cancelled"})  # a move to these carries its reason in ``note``
-FUTURE_GRACE = dt.timedelta(days=1)  # the platform's clock may be ahead of the server's (UTC+8)
 
 Problem = dict[str, Any]
 
@@ -60,7 +60,7 @@ def _problem(field: str, msg: str, kind: str) -> Problem:
 
 def date_problems(on: dt.date, today: dt.date, field: str = "on") -> list[Problem]:
     """A date a caseworker gives may not be in the future (a day's grace for time zones)."""
-    return [_problem(field, "is in the future", "future")] if on > today + FUTURE_GRACE else []
+    return [_problem(field, "is in the future", "future")] if in_the_future(on, today) else []
 
 
 def proposals(file: Mapping[str, Any], book: MeasureBook, needs: Mapping[str, int],

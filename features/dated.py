@@ -65,3 +65,12 @@ def parse_day(raw: Any, where: str) -> dt.date:
         return dt.date.fromisoformat(str(raw))
     except ValueError:
         raise ValueError(f"{where}: not a YYYY-MM-DD date: {raw!r}") from None
+
+
+# A day a caseworker gives (a visit, a plan's step) may not be in the future, with a day's grace: the
+# platform's clock (UTC+8) may be ahead of the server's. One rule for the needs and the plans.
+FUTURE_GRACE = dt.timedelta(days=1)
+
+
+def in_the_future(day: dt.date, today: dt.date) -> bool:
+    return day > today + FUTURE_GRACE
