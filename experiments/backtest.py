@@ -151,6 +151,48 @@ def snapshot_dates(origins: Sequence[Origin]) -> list[pd.Timestamp]:
     return sorted({t for o in origins for t in o.dates})
 
 
+# ---- employment as of each date -------------------------------------------------------------------
+EMPLOYMENT = ("as_of", "latest")
+
+
+def last_wage_month(tables: Tables) -> pd.Series:
+    """Per person whose latest ``employment`` is ``unemployed``: the last month (``month_index``)
+    with a wage. The persons table holds the latest known status (synthcity/README.md, known
+    simplifications), so a snapshot as of T would show a job lost after T; a wage in T's month says
+    the job was still there at T (the generator stops the wage from the month of the loss on)."""
+    p, inc = tables.persons, tables.income
+    unemployed = p.loc[p["employment"] == "unemployed", "person_id"]
+    wages = inc.loc[(inc["source"] == "wage") & inc["person_id"].isin(unemployed), ["person_id", "month_index"]]
+    return wages.groupby("person_id")["month_index"].max()
+
+
+def employment_as_of(tables: Tables, as_of: pd.Timestamp, last_wage: pd.Series) -> Tables:
+    """``tables`` with ``employment`` as it stood at ``as_of``: an ``unemployed`` person still paid a
+    wage in as_of's month (the job was lost later) is ``employed`` (the only status a job loss
+    changes; the generator's job losses hit wage earners only). The other tables are the same frames."""
+    m = as_of.year * 12 + as_of.month - 1
+    later = (tables.persons["person_id"].map(last_wage) >= m).to_numpy()
+    if not later.any():
+        return tables
+    persons = tables.persons.copy()
+    persons.loc[later, "employment"] = "employed"
+    return Tables(tables.households, persons, tables.income, tables.claims, tables.assistance, tables.verifications)
+
+
+def city_snapshots(tables: Tables, truth: pd.DataFrame, dates: Sequence[pd.Timestamp], policy: PolicyBook,
+                   risk: str, employment: str = "as_of", progress: bool = False) -> pd.DataFrame:
+    """:func:`training.dataset.build_snapshots` over ``dates``; with ``employment="as_of"`` each
+    date's features read the employment status as of that date (:func:`employment_as_of`), with
+    ``"latest"`` the persons table as it is (what ``relief-risk train`` does)."""
+    if employment not in EMPLOYMENT:
+        raise ValueError(f"employment must be one of {EMPLOYMENT}, got {employment!r}")
+    if employment == "latest":
+        return build_snapshots(tables, list(dates), policy, risk, truth, progress=progress)
+    last_wage = last_wage_month(tables)
+    return pd.concat([build_snapshots(employment_as_of(tables, t, last_wage), [t], policy, risk, truth, progress=False)
+                      for t in tqdm(dates, desc="snapshots", unit="as-of", disable=not progress)])
+
+
 # ---- variants: how a model is fitted -------------------------------------------------------------
 FitFn = Callable[[str, pd.DataFrame, pd.DataFrame, int, "np.ndarray | None", dict], RiskModel]
 
@@ -397,6 +439,7 @@ class Config:
     boot_seed: int = 12
     fit_seed: int = 0
     risks: tuple[str, ...] = RISKS
+    employment: str = "as_of"  # the persons' employment as of each snapshot date, or "latest" (see city_snapshots)
     data_root: str = "data/backtest"
     fit_options: dict = field(default_factory=dict)  # e.g. {"num_boost_round": 60} in the test
     progress: bool = True
@@ -410,8 +453,8 @@ def run_city(config: Config, tables: Tables, truth: pd.DataFrame, policy: Policy
         if problems := lookahead_problems(o):
             raise AssertionError(f"origin {o.k}: {problems}")
     t0 = time.perf_counter()
-    snaps = build_snapshots(tables, snapshot_dates(origins), policy, config.risks[0], truth,
-                            progress=config.progress)
+    snaps = city_snapshots(tables, truth, snapshot_dates(origins), policy, config.risks[0], config.employment,
+                           progress=config.progress)
     timings["snapshots_s"] = timings.get("snapshots_s", 0.0) + time.perf_counter() - t0
     periods = []
     for risk in config.risks:
@@ -512,12 +555,48 @@ CAVEATS = [
     "- The 6-month windows of neighbouring origins overlap (origins are 3 months apart), so the periods of "
     "one city are not independent; the bootstrap resamples a city's households jointly across its periods for "
     "that reason, so the pooled interval carries that dependence instead of counting K independent tests.",
-    "- `employment` in the persons table is the latest known status (a documented synthcity simplification), "
-    "so a feature as of an early date can see a later job loss; this helps the unemployment model and its rule "
-    "alike, at earlier origins more.",
+    "- `employment` in the persons table is the latest known status (a documented synthcity simplification): "
+    "a snapshot as of an early date would show a job lost after it, future information that the model of "
+    "unemployment poverty (and its rule) would use. By default the backtest rebuilds each date's status: an "
+    "`unemployed` person still paid a wage in that month was `employed` then (`employment_as_of`); a person "
+    "unemployed at that date but back at work by the end still reads `employed` (information lost, not "
+    "leaked). `relief-risk train` reads the latest status; the sensitivity table above, where present, gives "
+    "the figures that way.",
     "- The model is trained on verified labels (visits' findings), never on the truth; the truth is only "
     "the yardstick. Variants (issue #12 item 3, propensity-weighted labels) plug in as `Variant`.",
 ]
+
+
+def comparison(other: dict) -> dict[str, Any]:
+    """The pooled figures of another run (``--compare``), to show beside this run's."""
+    keys = ("positives", "model_recall", "model_recall_ci", "rule_recall", "rule_recall_ci", "ratio", "ratio_ci")
+    return {"employment": other["config"].get("employment", "latest"), "mlflow": other.get("mlflow"),
+            "config": {k: other["config"][k] for k in ("households", "months", "seeds", "origins", "step_months",
+                                                        "n_boot")},
+            "pooled": {r: {t: {k: p[t][k] for k in keys} for t in TARGETS} for r, p in other["pooled"].items()}}
+
+
+def comparison_lines(result: dict) -> list[str]:
+    other = result.get("compare")
+    if not other:
+        return []
+    mine, theirs = result["config"]["employment"], other["employment"]
+    rows = [(r, _ci(p["truth"], "model_recall"), _ci(other["pooled"][r]["truth"], "model_recall"),
+             _ci(p["truth"], "rule_recall"), _ci(other["pooled"][r]["truth"], "rule_recall"),
+             f"**{_ci(p['truth'], 'ratio', 2)}**", _ci(other["pooled"][r]["truth"], "ratio", 2))
+            for r, p in result["pooled"].items() if r in other["pooled"]]
+    same = {k: v for k, v in other["config"].items() if result["config"].get(k) != v}
+    run = other.get("mlflow") or {}
+    return [f"### Sensitivity: the employment status (`{mine}` here, `{theirs}` in the compared run)", "",
+            f"The compared run: the same code with the persons' employment status {EMPLOYMENT_TEXT[theirs]}"
+            + (f" (MLflow run `{run['run_id']}`)" if run.get("run_id") else "")
+            + (f"; its configuration differs in {json.dumps(same)}" if same else "; the same cities, origins and draws")
+            + ". Pooled, against the latent truth:", "",
+            *_table(("risk", f"model recall ({mine})", f"model recall ({theirs})", f"rule recall ({mine})",
+                     f"rule recall ({theirs})", f"ratio ({mine})", f"ratio ({theirs})"), rows), ""]
+
+
+EMPLOYMENT_TEXT = {"as_of": "as of each snapshot date", "latest": "the latest known (as `relief-risk train` reads it)"}
 
 
 def _row(*cells: object) -> str:
@@ -557,7 +636,8 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
         f"{c['households']:,} households over {c['months']} months to {c['end_month']}, seeds "
         f"{', '.join(map(str, c['seeds']))} (never used while tuning: the demo and the tests use 0 and 7); "
         f"{c['origins']} rolling origins {c['step_months']} months apart per city; capacity {c['capacity']:.0%} of "
-        f"households per 180 days; {c['n_boot']:,} bootstrap draws; variant `{c['variant']}`"
+        f"households per 180 days; {c['n_boot']:,} bootstrap draws; variant `{c['variant']}`; the persons' "
+        f"employment status {EMPLOYMENT_TEXT[c['employment']]}"
         + (f"; the smallest illness test period has {min(illness_sizes):,} truth positives" if illness_sizes else "")
         + ".", "",
         "## Summary", "", *summary_lines(result), "",
@@ -586,6 +666,7 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
               "What visits found in the 180 days after the test date: biased toward what the rules already flag "
               "(their flags trigger visits), so these favour the rules.", "",
               *_table(("risk", "label positives", "model recall", "rule recall", "ratio"), lt), ""]
+    lines += comparison_lines(result)
     if plot_name:
         lines += [f"![ratio per origin]({plot_name})", ""]
     lines += ["Wall time on the shared 2-core machine: " + ", ".join(
@@ -665,7 +746,7 @@ def log_mlflow(result: dict, paths: Sequence[Path]) -> str:
                            "months": c["months"], "end_month": c["end_month"], "origins": c["origins"],
                            "step_months": c["step_months"], "capacity": c["capacity"], "n_boot": c["n_boot"],
                            "boot_seed": c["boot_seed"], "fit_seed": c["fit_seed"], "label_days": c["label_days"],
-                           "risks": ",".join(c["risks"]), "variant": c["variant"],
+                           "risks": ",".join(c["risks"]), "variant": c["variant"], "employment": c["employment"],
                            "best_rule_choice": "validation"})
         metrics: dict[str, float] = {}
         for risk, p in result["pooled"].items():
@@ -705,6 +786,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int)
     p.add_argument("--boot-seed", type=int, default=12)
     p.add_argument("--risks", default="all", help="'all' or comma-separated risks")
+    p.add_argument("--employment", choices=EMPLOYMENT, default="as_of",
+                   help="persons' employment as of each snapshot date (default), or the latest status "
+                        "(as training reads it)")
+    p.add_argument("--compare", metavar="JSON", help="another run's JSON (e.g. --employment latest): its pooled "
+                                                      "figures are shown beside this run's")
     p.add_argument("--data-root", default="data/backtest", help="cache folder of the generated cities")
     p.add_argument("--out", help="output path without suffix (default experiments/backtest; "
                                   "--quick: data/backtest/quick/backtest)")
@@ -718,9 +804,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds=tuple(int(s) for s in a.seeds.split(",")) if a.seeds else base["seeds"], origins=a.origins,
         step_months=a.step_months, n_boot=a.n_boot or base["n_boot"], boot_seed=a.boot_seed,
         risks=RISKS if a.risks == "all" else tuple(r.strip() for r in a.risks.split(",")), data_root=a.data_root,
-        progress=not a.no_progress)
+        employment=a.employment, progress=not a.no_progress)
     result = run(config)
     result["config"]["quick"] = a.quick
+    if a.compare:
+        result["compare"] = comparison(json.loads(Path(a.compare).read_text(encoding="utf-8")))
     paths = write(result, a.out or ("data/backtest/quick/backtest" if a.quick else "experiments/backtest"))
     if not a.no_mlflow:
         run_id = log_mlflow(result, paths)
