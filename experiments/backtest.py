@@ -585,10 +585,10 @@ def comparison_lines(result: dict) -> list[str]:
              _ci(p["truth"], "rule_recall"), _ci(other["pooled"][r]["truth"], "rule_recall"),
              f"**{_ci(p['truth'], 'ratio', 2)}**", _ci(other["pooled"][r]["truth"], "ratio", 2))
             for r, p in result["pooled"].items() if r in other["pooled"]]
-    same = {k: v for k, v in other["config"].items() if result["config"].get(k) != v}
+    same = {k: v for k, v in other["config"].items() if json.loads(json.dumps(result["config"].get(k))) != v}
     run = other.get("mlflow") or {}
     return [f"### Sensitivity: the employment status (`{mine}` here, `{theirs}` in the compared run)", "",
-            f"The compared run: the same code with the persons' employment status {EMPLOYMENT_TEXT[theirs]}"
+            f"The compared run: the same harness with the persons' employment status {EMPLOYMENT_TEXT[theirs]}"
             + (f" (MLflow run `{run['run_id']}`)" if run.get("run_id") else "")
             + (f"; its configuration differs in {json.dumps(same)}" if same else "; the same cities, origins and draws")
             + ". Pooled, against the latent truth:", "",
@@ -596,7 +596,8 @@ def comparison_lines(result: dict) -> list[str]:
                      f"rule recall ({theirs})", f"ratio ({mine})", f"ratio ({theirs})"), rows), ""]
 
 
-EMPLOYMENT_TEXT = {"as_of": "as of each snapshot date", "latest": "the latest known (as `relief-risk train` reads it)"}
+EMPLOYMENT_TEXT = {"as_of": "as of each snapshot date",
+                   "latest": "as the latest known (what `relief-risk train` reads)"}
 
 
 def _row(*cells: object) -> str:
@@ -619,11 +620,16 @@ def summary_lines(result: dict) -> list[str]:
         f = p["truth"]
         lo, hi = f["ratio_ci"]
         rules = ", ".join(_rule(r) for r in f["best_rules"])
+        rows = [r["targets"]["truth"] for r in result["periods"] if r["risk"] == risk]
+        above = sum(r["ratio_ci"][0] > 1 for r in rows)
+        below = sum(r["ratio_ci"][1] < 1 for r in rows)
         out.append(f"- **{risk}** ({RISK_LABELS[risk]}): at 2% capacity the model finds {_f(f['model_recall'])} of "
                    f"the households truly in need, the rule chosen on validation ({rules}) "
                    f"{_f(f['rule_recall'])}: ratio **{_f(f['ratio'], 2)}** [{_f(lo, 2)}, {_f(hi, 2)}] over "
                    f"{p['periods']} periods, {f['positives']:,} truth positives. {verdict(risk, p)[0].upper()}"
-                   f"{verdict(risk, p)[1:]}.")
+                   f"{verdict(risk, p)[1:]}. Per period (ratios {_f(min(r['ratio'] for r in rows), 2)} to "
+                   f"{_f(max(r['ratio'] for r in rows), 2)}): the interval is above 1 in {above}, "
+                   f"below 1 in {below}, of {len(rows)}.")
     return out
 
 
@@ -652,7 +658,8 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
         "bootstrap; each draw resamples a city's households once for all its periods (neighbouring origins' "
         "windows overlap and share households), cities independently, and takes each scorer's top 2% again. "
         "Pooled: Σ found / Σ positives over every period of the risk, per draw; the ratio is Σ found by the "
-        "model / Σ found by the rule.", "",
+        "model / Σ found by the rule. Positives are household-periods: a household in need at several test "
+        "dates counts at each.", "",
     ]
     vt = [(f"{r} ({RISK_LABELS[r]})", p["periods"], f"{p['truth']['positives']:,}", _ci(p["truth"], "model_recall"),
            _ci(p["truth"], "rule_recall"), f"**{_ci(p['truth'], 'ratio', 2)}**",
@@ -671,7 +678,9 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
         lines += [f"![ratio per origin]({plot_name})", ""]
     lines += ["Wall time on the shared 2-core machine: " + ", ".join(
         f"{k.removesuffix('_s').replace('_', ' ')} {v / 60:.1f} min" if v >= 120 else
-        f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in t.items()) + ".", "", *CAVEATS, ""]
+        f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in t.items())
+        + (" (the cities were reused from an earlier run's cache)" if t.get("generate_s") == 0 else "") + ".", "",
+        *CAVEATS, ""]
     for risk in pooled:
         rows = []
         for r in (r for r in result["periods"] if r["risk"] == risk):
