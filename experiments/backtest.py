@@ -155,42 +155,16 @@ def snapshot_dates(origins: Sequence[Origin]) -> list[pd.Timestamp]:
 EMPLOYMENT = ("as_of", "latest")
 
 
-def last_wage_month(tables: Tables) -> pd.Series:
-    """Per person whose latest ``employment`` is ``unemployed``: the last month (``month_index``)
-    with a wage. The persons table holds the latest known status (synthcity/README.md, known
-    simplifications), so a snapshot as of T would show a job lost after T; a wage in T's month says
-    the job was still there at T (the generator stops the wage from the month of the loss on)."""
-    p, inc = tables.persons, tables.income
-    unemployed = p.loc[p["employment"] == "unemployed", "person_id"]
-    wages = inc.loc[(inc["source"] == "wage") & inc["person_id"].isin(unemployed), ["person_id", "month_index"]]
-    return wages.groupby("person_id")["month_index"].max()
-
-
-def employment_as_of(tables: Tables, as_of: pd.Timestamp, last_wage: pd.Series) -> Tables:
-    """``tables`` with ``employment`` as it stood at ``as_of``: an ``unemployed`` person still paid a
-    wage in as_of's month (the job was lost later) is ``employed`` (the only status a job loss
-    changes; the generator's job losses hit wage earners only). The other tables are the same frames."""
-    m = as_of.year * 12 + as_of.month - 1
-    later = (tables.persons["person_id"].map(last_wage) >= m).to_numpy()
-    if not later.any():
-        return tables
-    persons = tables.persons.copy()
-    persons.loc[later, "employment"] = "employed"
-    return Tables(tables.households, persons, tables.income, tables.claims, tables.assistance, tables.verifications)
-
-
 def city_snapshots(tables: Tables, truth: pd.DataFrame, dates: Sequence[pd.Timestamp], policy: PolicyBook,
                    risk: str, employment: str = "as_of", progress: bool = False) -> pd.DataFrame:
     """:func:`training.dataset.build_snapshots` over ``dates``; with ``employment="as_of"`` each
-    date's features read the employment status as of that date (:func:`employment_as_of`), with
-    ``"latest"`` the persons table as it is (what ``relief-risk train`` does)."""
+    date's features read the employment status as of that date (``training.dataset.employment_as_of``,
+    what ``relief-risk train`` does), with ``"latest"`` the persons table as it is (a sensitivity run:
+    what training read before)."""
     if employment not in EMPLOYMENT:
         raise ValueError(f"employment must be one of {EMPLOYMENT}, got {employment!r}")
-    if employment == "latest":
-        return build_snapshots(tables, list(dates), policy, risk, truth, progress=progress)
-    last_wage = last_wage_month(tables)
-    return pd.concat([build_snapshots(employment_as_of(tables, t, last_wage), [t], policy, risk, truth, progress=False)
-                      for t in tqdm(dates, desc="snapshots", unit="as-of", disable=not progress)])
+    return build_snapshots(tables, list(dates), policy, risk, truth, progress=progress,
+                           employment_at_date=employment == "as_of")
 
 
 # ---- variants: how a model is fitted -------------------------------------------------------------

@@ -66,21 +66,6 @@ def test_no_origin_learns_from_its_test_period(bt, city_tables):
             assert s.validation + window <= s.test and s.test + window <= o.cut
 
 
-def test_employment_as_of_a_date_hides_later_job_losses(bt, city_tables):
-    last_wage = bt.last_wage_month(city_tables)
-    p = city_tables.persons
-    as_of = pd.Timestamp("2025-06-30")
-    m = as_of.year * 12 + as_of.month - 1
-    later = set(last_wage.index[last_wage >= m])  # still paid in June 2025: lost the job after
-    assert later and later <= set(p.loc[p["employment"] == "unemployed", "person_id"])
-    fixed = bt.employment_as_of(city_tables, as_of, last_wage).persons
-    changed = p["employment"].to_numpy() != fixed["employment"].to_numpy()
-    assert set(p.loc[changed, "person_id"]) == later and (fixed.loc[changed, "employment"] == "employed").all()
-    assert (p["employment"] == "unemployed").sum() > 0  # the city's own table is left as it was
-    # the end of the span: nobody was paid after it, nothing changes
-    assert bt.employment_as_of(city_tables, pd.Timestamp("2026-10-31"), last_wage) is city_tables
-
-
 def test_periods_train_only_before_their_test(backtest_run):
     _, periods, _, result = backtest_run
     assert len(periods) == len(RISKS) * 2

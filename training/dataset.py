@@ -79,11 +79,42 @@ def truth_labels(truth: pd.DataFrame | None, index: pd.Index, as_of: pd.Timestam
     return index.isin(active).astype("int8")
 
 
+def last_wage_month(tables: Tables) -> pd.Series:
+    """Per person whose latest ``employment`` is ``unemployed``: the last month (``month_index``) with
+    a wage."""
+    p, inc = tables.persons, tables.income
+    unemployed = p.loc[p["employment"] == "unemployed", "person_id"]
+    wages = inc.loc[(inc["source"] == "wage") & inc["person_id"].isin(unemployed), ["person_id", "month_index"]]
+    return wages.groupby("person_id")["month_index"].max()
+
+
+def employment_as_of(tables: Tables, as_of: pd.Timestamp, last_wage: pd.Series | None = None) -> Tables:
+    """``tables`` with each person's ``employment`` as it stood at ``as_of``, as far as the rows tell.
+    The persons table holds the *latest* known status (docs/contract.md), so a snapshot as of an
+    earlier T would show a job lost after T: future information the unemployment model and its rule
+    would learn from. An ``unemployed`` person still paid a wage in T's month had the job at T and
+    reads ``employed``. (A person unemployed at T and back at work since still reads ``employed``:
+    that is lost, not invented.) The other tables are the same frames; ``last_wage``:
+    :func:`last_wage_month`'s, computed once for many dates."""
+    last_wage = last_wage_month(tables) if last_wage is None else last_wage
+    m = as_of.year * 12 + as_of.month - 1
+    later = (tables.persons["person_id"].map(last_wage) >= m).to_numpy()
+    if not later.any():
+        return tables
+    persons = tables.persons.copy()
+    persons.loc[later, "employment"] = "employed"
+    return Tables(tables.households, persons, tables.income, tables.claims, tables.assistance, tables.verifications)
+
+
 def snapshot(tables: Tables, as_of: pd.Timestamp, policy: PolicyBook, risk: str,
-             truth: pd.DataFrame | None = None) -> pd.DataFrame:
+             truth: pd.DataFrame | None = None, last_wage: pd.Series | None = None,
+             employment_at_date: bool = True) -> pd.DataFrame:
     """Features as of T with ``label``, ``visited``, ``as_of``, the fairness groups as ``group_*``
-    columns (never features) and ``truth`` where known."""
-    feats = build_features(tables, as_of, policy)
+    columns (never features) and ``truth`` where known. ``employment_at_date``: the persons'
+    employment as it stood at T (:func:`employment_as_of`; False: the latest status, as the table
+    holds it, for a sensitivity run)."""
+    at_t = employment_as_of(tables, as_of, last_wage) if employment_at_date else tables
+    feats = build_features(at_t, as_of, policy)
     lab = labels(tables.verifications, feats.index, as_of, risk)
     groups = household_groups(tables, as_of).add_prefix("group_")
     out = feats.join(lab).join(groups)
@@ -116,7 +147,9 @@ def relabel(snaps: pd.DataFrame, verifications: pd.DataFrame, risk: str,
 
 
 def build_snapshots(tables: Tables, dates: list[pd.Timestamp], policy: PolicyBook, risk: str,
-                    truth: pd.DataFrame | None = None, progress: bool = True) -> pd.DataFrame:
-    frames = [snapshot(tables, t, policy, risk, truth)
+                    truth: pd.DataFrame | None = None, progress: bool = True,
+                    employment_at_date: bool = True) -> pd.DataFrame:
+    last_wage = last_wage_month(tables) if employment_at_date else None
+    frames = [snapshot(tables, t, policy, risk, truth, last_wage, employment_at_date)
               for t in tqdm(dates, desc="snapshots", unit="as-of", disable=not progress)]
     return pd.concat(frames)
