@@ -534,8 +534,8 @@ CAVEATS = [
     "unemployment poverty (and its rule) would use. By default the backtest rebuilds each date's status: an "
     "`unemployed` person still paid a wage in that month was `employed` then (`employment_as_of`); a person "
     "unemployed at that date but back at work by the end still reads `employed` (information lost, not "
-    "leaked). `relief-risk train` reads the latest status; the sensitivity table above, where present, gives "
-    "the figures that way.",
+    "leaked). `relief-risk train` does the same (`training.dataset.employment_as_of`); the sensitivity "
+    "table above, where present, gives the figures with the latest status, as training read it before.",
     "- The model is trained on verified labels (visits' findings), never on the truth; the truth is only "
     "the yardstick. Variants (issue #12 item 3, propensity-weighted labels) plug in as `Variant`.",
 ]
@@ -571,7 +571,8 @@ def comparison_lines(result: dict) -> list[str]:
 
 
 EMPLOYMENT_TEXT = {"as_of": "as of each snapshot date",
-                   "latest": "as the latest known (what `relief-risk train` reads)"}
+                   "latest": ("as the latest known (what `relief-risk train` read before it too rebuilt "
+                              "each date's status)")}
 
 
 def _row(*cells: object) -> str:
