@@ -49,19 +49,20 @@ def _rates(c: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _counter(threshold: float):
-    """The one metric handed to ``MetricFrame``: the counts behind every rate (``y_pred`` = probability)."""
-    def counts(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        f, yes = p >= threshold, y == 1
+    """The one metric handed to ``MetricFrame``: the counts behind every rate (``y_pred`` = probability;
+    ``eligible``: the household has the risk's cause, without which it is never flagged)."""
+    def counts(y: np.ndarray, p: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        f, yes = (p >= threshold) & eligible, y == 1
         return np.array([len(y), yes.sum(), f.sum(), (f & yes).sum(), p.sum()], dtype="float64")
     return counts
 
 
-def _bootstrap(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int,
+def _bootstrap(y: np.ndarray, p: np.ndarray, eligible: np.ndarray, threshold: float, n_boot: int,
                rng: np.random.Generator) -> dict[str, np.ndarray]:
     """``n_boot`` draws of every rate for one group, resampling its households with replacement."""
     draws = rng.integers(0, len(y), size=(n_boot, len(y)), dtype=np.int32)
     yb, pb = y[draws] == 1, p[draws]
-    fb = pb >= threshold
+    fb = (pb >= threshold) & eligible[draws]
     counts = np.column_stack([np.full(n_boot, len(y)), yb.sum(1), fb.sum(1), (yb & fb).sum(1), pb.sum(1)])
     return _rates(counts.astype("float64"))
 
@@ -79,19 +80,23 @@ class Fairness:
 
 def fairness_table(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold: float, *,
                    truth: np.ndarray | None = None, visited: np.ndarray | None = None, n_boot: int = 200,
-                   seed: int = 0, min_positives: int = 5, min_households: int = 100) -> Fairness:
+                   seed: int = 0, min_positives: int = 5, min_households: int = 100,
+                   eligible: np.ndarray | None = None) -> Fairness:
     """``y`` observed labels (0/1), ``p`` calibrated probabilities, ``groups`` one column per group
-    variable (row-aligned with ``y``), ``threshold`` the probability at which a household is flagged."""
+    variable (row-aligned with ``y``), ``threshold`` the probability at which a household is flagged;
+    ``eligible``: which households have the risk's cause (None: all), as the served flag reads it."""
     y, p = np.asarray(y).astype("int8"), np.asarray(p, dtype="float64")
+    ok = np.ones(len(y), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     rng = np.random.default_rng(seed)
     rows = []
     for column in groups.columns:
         g = groups[column].astype(str).to_numpy()
         by_group = MetricFrame(metrics={"counts": _counter(threshold)}, y_true=y, y_pred=p,
-                               sensitive_features=pd.Series(g, name=column)).by_group["counts"]
+                               sensitive_features=pd.Series(g, name=column),
+                               sample_params={"counts": {"eligible": ok}}).by_group["counts"]
         for value, counts in by_group.items():
             at = np.flatnonzero(g == value)
-            point, draws = _rates(np.asarray(counts)), _bootstrap(y[at], p[at], threshold, n_boot, rng)
+            point, draws = _rates(np.asarray(counts)), _bootstrap(y[at], p[at], ok[at], threshold, n_boot, rng)
             row = {"column": column, "group": str(value), "n": len(at), "positives": int(y[at].sum())}
             row["in_eo_gap"] = row["positives"] >= min_positives
             for m in RATES:
@@ -103,7 +108,7 @@ def fairness_table(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold
             if truth is not None:
                 t = np.asarray(truth)[at] == 1
                 row |= {"truth_positives": int(t.sum()),
-                        "truth_tpr": float(_ratio((p[at][t] >= threshold).sum(), t.sum()))}
+                        "truth_tpr": float(_ratio(((p[at] >= threshold) & ok[at])[t].sum(), t.sum()))}
             rows.append(row)
     table = pd.DataFrame(rows)
     gaps = pd.DataFrame([_column_gaps(c, table.loc[table["column"] == c], min_positives, min_households)
@@ -150,9 +155,11 @@ def model_fairness(model: RiskModel, frame: pd.DataFrame, *, n_boot: int = 200, 
                    min_positives: int = 5, min_households: int = 100) -> Fairness:
     """``frame``: a snapshot with the schema's features, ``label``, ``group_<column>`` for every
     column of ``GROUP_COLUMNS``, and optionally ``visited`` and ``truth``."""
-    p = model.predict_frame(frame[model.schema.ids])["probability"].to_numpy()
+    features = frame[model.schema.ids]
+    p = model.predict_frame(features)["probability"].to_numpy()
     groups = frame[[f"group_{c}" for c in GROUP_COLUMNS]].set_axis(list(GROUP_COLUMNS), axis=1)
     return fairness_table(frame["label"].to_numpy(), p, groups, model.thresholds.flag,
+                          eligible=model.cause_present(model.matrix(features)),
                           truth=frame["truth"].to_numpy() if "truth" in frame else None,
                           visited=frame["visited"].to_numpy() if "visited" in frame else None,
                           n_boot=n_boot, seed=seed, min_positives=min_positives, min_households=min_households)
