@@ -93,14 +93,17 @@ def reasons_from(contributions: np.ndarray, values: np.ndarray, schema: FeatureS
     picked = contributions[order].tolist()
     shown = values[order].tolist()
     out = []
+    unreported = schema.unreported
     for j, c, v in zip(order, picked, shown, strict=True):
         if c == 0.0 and out:
             break
         e = schema.entries[j]
+        # an income of 0 that stands for nothing reported is shown as such, not as an income of 0
+        said = "无收入记录（按 0 计）" if j in unreported and values[unreported[j]] >= 0.5 else format_value(v, e.unit)
         out.append({
             "feature": e.id, "label": e.label_zh,
             "value": None if math.isnan(v) else v,
-            "display": f"{e.label_zh}：{format_value(v, e.unit)}",
+            "display": f"{e.label_zh}：{said}",
             "contribution": c,
             "direction": "raises" if c > 0 else ("lowers" if c < 0 else "none"),
         })

@@ -21,7 +21,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.catalog import BY_ID, FEATURE_IDS, risk_directions, risk_feature_ids
+from features.catalog import BY_ID, FEATURE_IDS, UNREPORTED_BY, risk_directions, risk_feature_ids
 
 SCHEMA_VERSION = 2
 SMALL_MATRIX = 64  # rows up to which a range check compares every value (the API's households)
@@ -115,6 +115,13 @@ class FeatureSchema:
         except (TypeError, ValueError) as exc:
             raise FeatureSchemaError(f"features must be numeric: {exc}") from exc
         return self.check_matrix(x)
+
+    @cached_property
+    def unreported(self) -> dict[int, int]:
+        """Position of each income figure whose 0 may stand for nothing reported → the position of its
+        indicator (``features.catalog.UNREPORTED_BY``), where the schema holds both."""
+        at = {f: j for j, f in enumerate(self.ids)}
+        return {at[f]: at[ind] for f, ind in UNREPORTED_BY.items() if f in at and ind in at}
 
     @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -99,6 +99,18 @@ def test_top_reasons_are_ordered_by_absolute_contribution_and_in_chinese():
     assert [r["direction"] for r in reasons] == ["lowers", "raises", "raises", "raises", "lowers"]
 
 
+def test_an_income_of_0_that_stands_for_nothing_reported_is_shown_as_such():
+    schema = FeatureSchema.from_catalog(("income_12m_per_capita_month", "no_income_reported_12m", "oop_12m"))
+    e = Explanation(base_value=-3.0, raw_score=0.0, contributions={
+        "income_12m_per_capita_month": 0.8, "no_income_reported_12m": 0.5, "oop_12m": 0.1})
+    unreported = top_reasons(e, schema, np.array([0.0, 1.0, 100.0]))
+    assert unreported[0]["value"] == 0.0
+    assert unreported[0]["display"] == "近12个月家庭人均月收入：无收入记录（按 0 计）"
+    assert unreported[1]["display"] == "近12个月无任何收入记录：是"
+    reported = top_reasons(e, schema, np.array([0.0, 0.0, 100.0]))  # rows of amount 0: an income of 0
+    assert reported[0]["display"] == "近12个月家庭人均月收入：0 元/人·月"
+
+
 def test_format_value_units():
     assert format_value(1.2749, "比值") == "1.27"
     assert format_value(0.0, "是否") == "否"
