@@ -60,7 +60,7 @@ def api_drift(audit: AuditStore, lm: LoadedModel, since: dt.datetime, until: dt.
               thresholds: Thresholds, limit: int = MAX_WINDOW) -> dict[str, Any]:
     """The households the API scored for ``lm``'s risk in [``since``, ``until``) against its reference
     of the calendar month most of them were scored as of."""
-    window_rows = audit.scores_window(since, until, limit, with_as_of=True)
+    window_rows = audit.scores_window(since, until, limit)
     months = Counter(as_of[:7] for as_of, _ in window_rows)
     reference, reference_as_of = reference_of(lm, f"{months.most_common(1)[0][0]}-01" if months else None)
     ids = list(reference.features)

@@ -127,6 +127,12 @@ class BandRule:
         return flag, min(medium, flag)
 
 
+def visit_order(p: np.ndarray, present: np.ndarray | None) -> np.ndarray:
+    """The order a visit list takes: the probability, and below everyone (-1) a household without the
+    risk's cause (``present`` None: no gate)."""
+    return p if present is None else np.where(present, p, -1.0)
+
+
 def bands_of(p: np.ndarray, flag: float, medium: float, present: np.ndarray | None = None) -> np.ndarray:
     """``high`` / ``medium`` / ``low`` per probability, as Python strings (an object array: taking from
     it copies pointers, where ``np.where`` on strings would build fixed-width strings)."""

@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.bands import BANDS, Cause, bands_of
+from models.bands import BANDS, Cause, bands_of, visit_order
 from models.calibration import PlattCalibrator
 from models.explain import Explanation, contributions, explain_rows, explainer_for, reasons_from, top_reasons
 from models.fast_shap import FastTreeShap
@@ -147,9 +147,7 @@ class RiskModel:
         the risk's cause. What training ranks the model by at capacity, as the worklist does.
         ``features``: a frame with the schema's columns, or a matrix in schema order already checked."""
         x = self.matrix(features) if isinstance(features, pd.DataFrame) else features
-        p = self.calibrator.transform(self.raw_score(x))
-        present = self.cause_present(x)
-        return p if present is None else np.where(present, p, -1.0)
+        return visit_order(self.calibrator.transform(self.raw_score(x)), self.cause_present(x))
 
     def score_matrix(self, x: np.ndarray) -> MatrixScores:
         """Scores and exact explanations of the rows of ``x`` (schema order, checked by the caller

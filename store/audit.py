@@ -439,19 +439,17 @@ class AuditStore:
         with self.engine.connect() as conn:
             return [_to_record(r) for r in conn.execute(stmt).mappings()]
 
-    def scores_window(self, since: dt.datetime, until: dt.datetime | None = None, limit: int = 100_000, *,
-                      with_as_of: bool = False) -> list[Any]:
-        """The ``scores`` JSON of the records created in [``since``, ``until``), newest first, at most
-        ``limit``; purged records (their scores gone) are left out. What drift monitoring reads.
-        ``with_as_of``: ``(as_of, scores)`` pairs instead."""
+    def scores_window(self, since: dt.datetime, until: dt.datetime | None = None, limit: int = 100_000
+                      ) -> list[tuple[str, str]]:
+        """``(as_of, scores JSON)`` of the records created in [``since``, ``until``), newest first, at
+        most ``limit``; purged records (their scores gone) are left out. What drift monitoring reads."""
         c = audit_records.c
         cond = [c.created_at >= _db_time(self.engine, since), c.purged_at.is_(None)]
         if until is not None:
             cond.append(c.created_at < _db_time(self.engine, until))
         stmt = select(c.as_of, c.scores).where(and_(*cond)).order_by(c.seq.desc()).limit(limit)
         with self.engine.connect() as conn:
-            rows = [(a, s) for a, s in conn.execute(stmt) if s]
-        return rows if with_as_of else [s for _, s in rows]
+            return [(a, s) for a, s in conn.execute(stmt) if s]
 
     def latest_town(self, household_id: str) -> str | None:
         """The town of the household's latest record (API or nightly batch), None if none says."""

@@ -23,15 +23,14 @@ def calibrated_model(risk: str, booster: lgb.Booster, schema: FeatureSchema, x_v
     bands = bands or BandRule.load()
     raw_val = np.asarray(booster.predict(x_val, raw_score=True))
     calibrator = PlattCalibrator().fit(raw_val, y_val)
-    model = RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator,
-                      thresholds=Thresholds(flag=1.0, medium=1.0, capacity=bands.share[risk]),
-                      cause=Cause.of(risk) if schema.risk == risk else None)
-    flag, medium = bands.lines(risk, calibrator.transform(raw_val), model.cause_present(x_val))
-    model.thresholds = Thresholds(flag=flag, medium=medium, capacity=bands.share[risk])
-    model.meta["bands"] = {"share": bands.share[risk], "capacity": bands.capacity,
-                           "high_min_probability": bands.high_min_probability,
-                           "medium_min_probability": bands.medium_min_probability}
-    return model
+    cause = Cause.of(risk) if schema.risk == risk else None
+    present = None if cause is None else cause.present(x_val[:, schema.ids.index(cause.feature)])
+    flag, medium = bands.lines(risk, calibrator.transform(raw_val), present)
+    return RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator, cause=cause,
+                     thresholds=Thresholds(flag=flag, medium=medium, capacity=bands.share[risk]),
+                     meta={"bands": {"share": bands.share[risk], "capacity": bands.capacity,
+                                     "high_min_probability": bands.high_min_probability,
+                                     "medium_min_probability": bands.medium_min_probability}})
 
 
 def fit_risk_model(risk: str, schema: FeatureSchema, train: pd.DataFrame, validation: pd.DataFrame, *,

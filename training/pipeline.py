@@ -36,7 +36,7 @@ from features.risks import RISKS
 from features.tables import Tables
 from models import run_artifacts as artifacts
 from models.bands import BandRule
-from models.drift import Profile, seasonal_references
+from models.drift import seasonal_references
 from models.risk_model import RiskModel
 from models.schema import FeatureSchema
 from training.card import CardFacts, to_html, to_markdown
@@ -252,10 +252,11 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
 
     t0 = time.perf_counter()
     report = evaluate_period(model, test_df, split.test, policy, config.capacity, seed=config.seed)
-    x_test = model.matrix(test_df)  # the drift reference: the latest period, the population the model meets next
-    reference = Profile.of(x_test, schema.ids, model.calibrator.transform(model.raw_score(x_test)))
+    # drift references, one per calendar month, the test period's first: it is also the default reference
+    # (the latest period, the population the model meets next)
     references = _seasonal(model, [(split.test, test_df), (split.validation, val_df)]
                            + [(t, train_df.loc[train_df["as_of"] == t]) for t in reversed(split.train)], config.seed)
+    reference = next(r["profile"] for r in references if r["as_of"] == str(split.test.date()))
     report.metrics |= {"train_rows": float(len(train_df)), "train_positives": float(train_df["label"].sum()),
                        "best_iteration": float(facts["best_iteration"])}
     b = config.gate
@@ -284,9 +285,9 @@ def train(config: TrainConfig, prepared: Prepared | None = None) -> TrainResult:
         log_evidence(report, schema_json=schema.to_json(), policy_text=policy_file_text(config.policy_path),
                      snapshot=snapshot_facts)
         model.meta.update({"trained_at_run": run.info.run_id, "test_as_of": dates["test"],
-                           "policy_version": policy.latest.version, "reference": reference.as_dict(),
+                           "policy_version": policy.latest.version, "reference": reference,
                            "references": references})
-        mlflow.log_dict(reference.as_dict(), artifacts.DRIFT_REFERENCE)
+        mlflow.log_dict(reference, artifacts.DRIFT_REFERENCE)
         mlflow.log_dict(references, artifacts.DRIFT_REFERENCES)
         _log_fairness(fairness, f"{config.risk} 各组召回率（{dates['test']}）")
         cmp, best = report.comparison, report.best_rule

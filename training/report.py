@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.policy import PolicyBook
 from models import run_artifacts as artifacts
+from models.bands import visit_order
 from models.risk_model import RiskModel
 from training import evaluate as ev
 from training.rules import FIRED, RULES_BY_RISK, rule_scores
@@ -48,7 +49,7 @@ def evaluate_period(model: RiskModel, test: pd.DataFrame, as_of: pd.Timestamp, p
     ids = model.schema.ids
     x = model.matrix(test[ids])
     p = model.calibrator.transform(model.raw_score(x))
-    rank = model.priority(x)  # as a visit list takes them: no household without the risk's cause first
+    rank = visit_order(p, model.cause_present(x))  # as a visit list takes them (RiskModel.priority)
     y = test["label"].to_numpy()
     rules = rule_scores(test[ids], as_of, policy, model.risk)
     comparison = ev.compare(y, rank, rules, capacity)
