@@ -33,6 +33,11 @@ Run (the full backtest; ``--quick`` for a smoke run on one small city)::
     PYTHONPATH=$PWD .venv/bin/python experiments/backtest.py
     PYTHONPATH=$PWD .venv/bin/python experiments/backtest.py --quick --no-mlflow
 
+The ceiling beside it (models trained on the latent truth, which no bureau has; illness only)::
+
+    PYTHONPATH=$PWD .venv/bin/python experiments/backtest.py --variant truth-labels --risks illness_poverty \
+        --compare experiments/backtest.json --out experiments/backtest_ceiling
+
 Writes ``<out>.md``, ``<out>.json`` and ``<out>.png`` (``--out``, default ``experiments/backtest``)
 and logs one MLflow run in the experiment ``relief-risk-backtest`` (tracking URI from
 ``MLFLOW_TRACKING_URI``, else MLflow's default in the working folder, as training does).
@@ -191,6 +196,16 @@ def no_weights(train: pd.DataFrame) -> np.ndarray | None:
     return None
 
 
+def fit_on_truth(risk: str, train: pd.DataFrame, validation: pd.DataFrame, seed: int, weights: np.ndarray | None,
+                 options: dict) -> RiskModel:
+    """The ceiling, not a model to deploy: :func:`fit_lgbm` with the latent truth as the label, in
+    training and in validation (early stopping, calibration). No bureau has the truth; what this finds
+    is as much as these features, settings and monotone constraints can find when the labels carry no
+    visit bias at all, so the gap to it is what any label correction could still win."""
+    return fit_lgbm(risk, train.assign(label=train["truth"]), validation.assign(label=validation["truth"]), seed,
+                    weights, options)
+
+
 @dataclass(frozen=True)
 class Variant:
     """A way of training: ``weights_for(train_df)`` → per-row weights or None, and ``fit`` with them."""
@@ -198,6 +213,12 @@ class Variant:
     name: str = "verified-labels"
     weights_for: Callable[[pd.DataFrame], np.ndarray | None] = no_weights
     fit: FitFn = fit_lgbm
+
+
+VARIANTS: dict[str, Variant] = {"verified-labels": Variant(), "truth-labels": Variant("truth-labels", fit=fit_on_truth)}
+VARIANT_TEXT = {"verified-labels": "trained on the verified labels (visits' findings), as the service trains",
+                "truth-labels": ("trained on the latent truth itself: the ceiling of these features and settings, "
+                                 "which no bureau can train")}
 
 
 def model_scores(model: RiskModel, frame: pd.DataFrame) -> np.ndarray:
@@ -536,15 +557,21 @@ CAVEATS = [
     "unemployed at that date but back at work by the end still reads `employed` (information lost, not "
     "leaked). `relief-risk train` does the same (`training.dataset.employment_as_of`); the sensitivity "
     "table above, where present, gives the figures with the latest status, as training read it before.",
-    "- The model is trained on verified labels (visits' findings), never on the truth; the truth is only "
-    "the yardstick. Variants (issue #12 item 3, propensity-weighted labels) plug in as `Variant`.",
 ]
+TRAINED_ON = {
+    "verified-labels": "- The model is trained on verified labels (visits' findings), never on the truth; the truth is "
+                       "only the yardstick. Variants (issue #12 item 3, propensity-weighted labels) plug in as "
+                       "`Variant`.",
+    "truth-labels": "- The models of this run are trained on the latent truth (`--variant truth-labels`), which no "
+                    "bureau has: a ceiling to measure the deployable models against, never one to deploy.",
+}
 
 
 def comparison(other: dict) -> dict[str, Any]:
     """The pooled figures of another run (``--compare``), to show beside this run's."""
     keys = ("positives", "model_recall", "model_recall_ci", "rule_recall", "rule_recall_ci", "ratio", "ratio_ci")
-    return {"employment": other["config"].get("employment", "latest"), "mlflow": other.get("mlflow"),
+    return {"employment": other["config"].get("employment", "latest"),
+            "variant": other["config"].get("variant", "verified-labels"), "mlflow": other.get("mlflow"),
             "config": {k: other["config"][k] for k in ("households", "months", "seeds", "origins", "step_months",
                                                         "n_boot")},
             "pooled": {r: {t: {k: p[t][k] for k in keys} for t in TARGETS} for r, p in other["pooled"].items()}}
@@ -554,15 +581,22 @@ def comparison_lines(result: dict) -> list[str]:
     other = result.get("compare")
     if not other:
         return []
-    mine, theirs = result["config"]["employment"], other["employment"]
+    by_variant = other.get("variant", "verified-labels") != result["config"]["variant"]
+    key = "variant" if by_variant else "employment"
+    mine, theirs = result["config"][key], other[key]
     rows = [(r, _ci(p["truth"], "model_recall"), _ci(other["pooled"][r]["truth"], "model_recall"),
              _ci(p["truth"], "rule_recall"), _ci(other["pooled"][r]["truth"], "rule_recall"),
              f"**{_ci(p['truth'], 'ratio', 2)}**", _ci(other["pooled"][r]["truth"], "ratio", 2))
             for r, p in result["pooled"].items() if r in other["pooled"]]
     same = {k: v for k, v in other["config"].items() if json.loads(json.dumps(result["config"].get(k))) != v}
     run = other.get("mlflow") or {}
-    return [f"### Sensitivity: the employment status (`{mine}` here, `{theirs}` in the compared run)", "",
-            f"The compared run: the same harness with the persons' employment status {EMPLOYMENT_TEXT[theirs]}"
+    heading = (f"### Beside the compared run: models {VARIANT_TEXT[mine]} here, {VARIANT_TEXT[theirs]} there"
+               if by_variant else
+               f"### Sensitivity: the employment status (`{mine}` here, `{theirs}` in the compared run)")
+    what = (f"models {VARIANT_TEXT[theirs]}" if by_variant else
+            f"the persons' employment status {EMPLOYMENT_TEXT[theirs]}")
+    return [heading, "",
+            f"The compared run: the same harness with {what}"
             + (f" (MLflow run `{run['run_id']}`)" if run.get("run_id") else "")
             + (f"; its configuration differs in {json.dumps(same)}" if same else "; the same cities, origins and draws")
             + ". Pooled, against the latent truth:", "",
@@ -648,6 +682,12 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
               "What visits found in the 180 days after the test date: biased toward what the rules already flag "
               "(their flags trigger visits), so these favour the rules.", "",
               *_table(("risk", "label positives", "model recall", "rule recall", "ratio"), lt), ""]
+    if c["variant"] == "truth-labels":
+        lines += ["**This run is a ceiling, not a model.** Its models learn from the latent truth, which no bureau "
+                  "has (`fit_on_truth`); the rules and the yardstick are the same as the main run's. What it finds "
+                  "is as much as the catalogue's features, these LightGBM settings and the monotone constraints "
+                  "can find with labels free of any visit bias: the main run's gap to it bounds what a label "
+                  "correction could win, and its own ratio what the features allow.", ""]
     lines += comparison_lines(result)
     if plot_name:
         lines += [f"![ratio per origin]({plot_name})", ""]
@@ -655,7 +695,7 @@ def to_markdown(result: dict, plot_name: str | None = None) -> str:
         f"{k.removesuffix('_s').replace('_', ' ')} {v / 60:.1f} min" if v >= 120 else
         f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in t.items())
         + (" (the cities were reused from an earlier run's cache)" if t.get("generate_s") == 0 else "") + ".", "",
-        *CAVEATS, ""]
+        *CAVEATS, TRAINED_ON[c["variant"]], ""]
     for risk in pooled:
         rows = []
         for r in (r for r in result["periods"] if r["risk"] == risk):
@@ -770,6 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int)
     p.add_argument("--boot-seed", type=int, default=12)
     p.add_argument("--risks", default="all", help="'all' or comma-separated risks")
+    p.add_argument("--variant", choices=tuple(VARIANTS), default="verified-labels",
+                   help="how the models learn: the verified labels (default, as the service trains), or the "
+                        "latent truth (a ceiling no bureau can train)")
     p.add_argument("--employment", choices=EMPLOYMENT, default="as_of",
                    help="persons' employment as of each snapshot date (default), or the latest status "
                         "(as training reads it)")
@@ -789,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         step_months=a.step_months, n_boot=a.n_boot or base["n_boot"], boot_seed=a.boot_seed,
         risks=RISKS if a.risks == "all" else tuple(r.strip() for r in a.risks.split(",")), data_root=a.data_root,
         employment=a.employment, progress=not a.no_progress)
-    result = run(config)
+    result = run(config, VARIANTS[a.variant])
     result["config"]["quick"] = a.quick
     if a.compare:
         result["compare"] = comparison(json.loads(Path(a.compare).read_text(encoding="utf-8")))

@@ -159,3 +159,34 @@ def test_outputs_and_the_variant_seam(bt, backtest_run, tmp_path):
     frame = pd.DataFrame(index=range(3))
     with pytest.raises(NotImplementedError):
         weighted.fit("illness_poverty", frame, frame, 0, weighted.weights_for(frame), {})
+
+
+def test_the_ceiling_learns_from_the_truth_and_says_so(bt, backtest_run, monkeypatch, tmp_path):
+    """``--variant truth-labels`` fits exactly as the service does, with the latent truth as the label
+    in training and validation; its report says it is a ceiling, and a comparison with the main run
+    is headed by what differs (the variant), not by the employment status."""
+    seen = {}
+
+    def spy(risk, train, validation, seed, weights, options):
+        seen.update(train=train, validation=validation)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(bt, "fit_lgbm", spy)
+    frame = pd.DataFrame({"label": [0, 0, 1], "truth": [1, 0, 0]})
+    with pytest.raises(RuntimeError, match="stop"):
+        bt.VARIANTS["truth-labels"].fit("illness_poverty", frame, frame.iloc[::-1], 0, None, {})
+    assert seen["train"]["label"].tolist() == [1, 0, 0]
+    assert seen["validation"]["label"].tolist() == [0, 0, 1]
+    assert frame["label"].tolist() == [0, 0, 1]  # the caller's frame is left alone
+
+    main = backtest_run[3]
+    ceiling = json.loads(json.dumps({**main, "config": {**main["config"], "variant": "truth-labels"}},
+                                    default=float))
+    ceiling["compare"] = bt.comparison(json.loads(json.dumps(main, default=float)))
+    md = bt.to_markdown(ceiling)
+    assert "**This run is a ceiling, not a model.**" in md
+    assert "### Beside the compared run: models trained on the latent truth itself" in md
+    assert "Sensitivity: the employment status" not in md
+    assert "This run is a ceiling" not in bt.to_markdown(main)
+    with pytest.raises(SystemExit):
+        bt.main(["--variant", "no-such-variant"])
