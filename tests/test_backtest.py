@@ -185,7 +185,9 @@ def test_the_ceiling_learns_from_the_truth_and_says_so(bt, backtest_run, monkeyp
     ceiling["compare"] = bt.comparison(json.loads(json.dumps(main, default=float)))
     md = bt.to_markdown(ceiling)
     assert "**This run is a ceiling, not a model.**" in md
-    assert "### Beside the compared run: models trained on the latent truth itself" in md
+    assert md.startswith("# The ceiling: models trained on the latent truth")
+    assert "at 2% capacity the model trained on the truth (the ceiling) finds" in md
+    assert "### Beside the compared run: the models' labels (`truth-labels` here, `verified-labels` there)" in md
     assert "Sensitivity: the employment status" not in md
     assert "This run is a ceiling" not in bt.to_markdown(main)
     with pytest.raises(SystemExit):
