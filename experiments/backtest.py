@@ -733,7 +733,14 @@ def plot(result: dict, path: str | Path) -> None:
 
     use_cjk_font()
     risks = list(result["pooled"])
-    fig, axes = plt.subplots(1, len(risks), figsize=(3.2 * len(risks), 3.4), sharey=False, squeeze=False)
+    fig, axes = plt.subplots(1, len(risks), figsize=(max(3.2 * len(risks), 6.4), 3.4), sharey=False, squeeze=False)
+    compared = result.get("compare") or {}
+    other = compared.get("pooled", {})
+    if compared.get("variant", "verified-labels") != result["config"]["variant"]:
+        other_name = {"verified-labels": "以核实标签训练", "truth-labels": "以潜在真值训练"}[compared["variant"]]
+    else:
+        other_name = {"as_of": "就业状态按各快照日", "latest": "就业状态取最新"}.get(compared.get("employment"),
+                                                                                  "对照运行")
     seeds = result["config"]["seeds"]
     for ax, risk in zip(axes[0], risks, strict=True):
         rows = [r for r in result["periods"] if r["risk"] == risk]
@@ -749,6 +756,10 @@ def plot(result: dict, path: str | Path) -> None:
         p = result["pooled"][risk]["truth"]
         ax.axhspan(*p["ratio_ci"], color="tab:green", alpha=0.15, label="合并 95% 区间")
         ax.axhline(p["ratio"], color="tab:green", lw=1)
+        if risk in other:
+            q = other[risk]["truth"]
+            ax.axhspan(*q["ratio_ci"], color="grey", alpha=0.2, label=f"{other_name}（对照）合并 95% 区间")
+            ax.axhline(q["ratio"], color="grey", lw=1)
         ax.axhline(1.0, color="grey", ls="--", lw=1)
         if risk == ILLNESS:
             ax.axhline(ILLNESS_TARGET, color="tab:red", ls=":", lw=1, label=f"目标 {ILLNESS_TARGET}×")
@@ -757,7 +768,9 @@ def plot(result: dict, path: str | Path) -> None:
         ax.set_xlabel("测试期（起点）", fontsize=8)
     axes[0][0].set_ylabel("模型召回 / 最佳规则召回（2% 能力）", fontsize=8)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("滚动起点回测：模型与最佳规则的召回比（潜在真值，95% 自助区间）", fontsize=10)
+    fig.suptitle(("上限：以潜在真值训练的模型与最佳规则的召回比（95% 自助区间）"
+                  if result["config"]["variant"] == "truth-labels" else
+                  "滚动起点回测：模型与最佳规则的召回比（潜在真值，95% 自助区间）"), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
