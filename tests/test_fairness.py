@@ -53,7 +53,7 @@ def test_a_household_without_the_risks_cause_is_never_counted_flagged():
     eligible = np.ones(len(y), dtype=bool)
     eligible[:2] = False  # two of town A's flagged positives lack the cause (as the served flag reads it)
     f = fairness_table(y, p, groups, threshold=0.5, n_boot=50, seed=1, min_positives=2, min_households=5,
-                       eligible=eligible, truth=y)
+                       flagged=(p >= 0.5) & eligible, truth=y)
     a = f.table.set_index(["column", "group"]).loc[("town", "A")]
     assert (a["tpr"], a["selection_rate"], a["truth_tpr"]) == (0.25, 0.2, 0.25)
     assert a["mean_probability"] == pytest.approx(0.42)  # the probability is the model's own, gate or not

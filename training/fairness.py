@@ -1,9 +1,9 @@
 """Fairness of one model's test-period predictions across the groups of ``features.groups``.
 
-Per group value: households, positives (verified findings), selection rate (share flagged at the
-model's own capacity threshold ``thresholds.flag``), TPR (recall), FPR, precision, mean predicted
-probability against the observed rate (their difference is the calibration gap), and where the
-synthetic city's latent truth is at hand, the TPR against that truth.
+Per group value: households, positives (verified findings), selection rate (share flagged as the
+service flags: at the model's own line ``thresholds.flag``, never without the risk's cause), TPR
+(recall), FPR, precision, mean predicted probability against the observed rate (their difference is
+the calibration gap), and where the synthetic city's latent truth is at hand, the TPR against that truth.
 
 Point estimates come from Fairlearn's ``MetricFrame``. The 95% intervals are a percentile bootstrap
 resampling households within each group (``n_boot`` draws, fixed seed), vectorised in NumPy:
@@ -48,21 +48,17 @@ def _rates(c: np.ndarray) -> dict[str, np.ndarray]:
             "calibration_gap": mean_p - observed}
 
 
-def _counter(threshold: float):
-    """The one metric handed to ``MetricFrame``: the counts behind every rate (``y_pred`` = probability;
-    ``eligible``: the household has the risk's cause, without which it is never flagged)."""
-    def counts(y: np.ndarray, p: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-        f, yes = (p >= threshold) & eligible, y == 1
-        return np.array([len(y), yes.sum(), f.sum(), (f & yes).sum(), p.sum()], dtype="float64")
-    return counts
+def _counts(y: np.ndarray, p: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """The one metric handed to ``MetricFrame``: the counts behind every rate (``y_pred`` = probability)."""
+    yes = y == 1
+    return np.array([len(y), yes.sum(), flagged.sum(), (flagged & yes).sum(), p.sum()], dtype="float64")
 
 
-def _bootstrap(y: np.ndarray, p: np.ndarray, eligible: np.ndarray, threshold: float, n_boot: int,
+def _bootstrap(y: np.ndarray, p: np.ndarray, flagged: np.ndarray, n_boot: int,
                rng: np.random.Generator) -> dict[str, np.ndarray]:
     """``n_boot`` draws of every rate for one group, resampling its households with replacement."""
     draws = rng.integers(0, len(y), size=(n_boot, len(y)), dtype=np.int32)
-    yb, pb = y[draws] == 1, p[draws]
-    fb = (pb >= threshold) & eligible[draws]
+    yb, pb, fb = y[draws] == 1, p[draws], flagged[draws]
     counts = np.column_stack([np.full(n_boot, len(y)), yb.sum(1), fb.sum(1), (yb & fb).sum(1), pb.sum(1)])
     return _rates(counts.astype("float64"))
 
@@ -81,22 +77,23 @@ class Fairness:
 def fairness_table(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold: float, *,
                    truth: np.ndarray | None = None, visited: np.ndarray | None = None, n_boot: int = 200,
                    seed: int = 0, min_positives: int = 5, min_households: int = 100,
-                   eligible: np.ndarray | None = None) -> Fairness:
+                   flagged: np.ndarray | None = None) -> Fairness:
     """``y`` observed labels (0/1), ``p`` calibrated probabilities, ``groups`` one column per group
     variable (row-aligned with ``y``), ``threshold`` the probability at which a household is flagged;
-    ``eligible``: which households have the risk's cause (None: all), as the served flag reads it."""
+    ``flagged``: the flags as the service gives them, where a rule beside the probability decides too
+    (``RiskModel.predict_frame``'s, with the cause gate); None: ``p ≥ threshold``."""
     y, p = np.asarray(y).astype("int8"), np.asarray(p, dtype="float64")
-    ok = np.ones(len(y), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    flag = p >= threshold if flagged is None else np.asarray(flagged, dtype=bool)
     rng = np.random.default_rng(seed)
     rows = []
     for column in groups.columns:
         g = groups[column].astype(str).to_numpy()
-        by_group = MetricFrame(metrics={"counts": _counter(threshold)}, y_true=y, y_pred=p,
+        by_group = MetricFrame(metrics={"counts": _counts}, y_true=y, y_pred=p,
                                sensitive_features=pd.Series(g, name=column),
-                               sample_params={"counts": {"eligible": ok}}).by_group["counts"]
+                               sample_params={"counts": {"flagged": flag}}).by_group["counts"]
         for value, counts in by_group.items():
             at = np.flatnonzero(g == value)
-            point, draws = _rates(np.asarray(counts)), _bootstrap(y[at], p[at], ok[at], threshold, n_boot, rng)
+            point, draws = _rates(np.asarray(counts)), _bootstrap(y[at], p[at], flag[at], n_boot, rng)
             row = {"column": column, "group": str(value), "n": len(at), "positives": int(y[at].sum())}
             row["in_eo_gap"] = row["positives"] >= min_positives
             for m in RATES:
@@ -108,7 +105,7 @@ def fairness_table(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold
             if truth is not None:
                 t = np.asarray(truth)[at] == 1
                 row |= {"truth_positives": int(t.sum()),
-                        "truth_tpr": float(_ratio(((p[at] >= threshold) & ok[at])[t].sum(), t.sum()))}
+                        "truth_tpr": float(_ratio(flag[at][t].sum(), t.sum()))}
             rows.append(row)
     table = pd.DataFrame(rows)
     gaps = pd.DataFrame([_column_gaps(c, table.loc[table["column"] == c], min_positives, min_households)
@@ -155,11 +152,10 @@ def model_fairness(model: RiskModel, frame: pd.DataFrame, *, n_boot: int = 200, 
                    min_positives: int = 5, min_households: int = 100) -> Fairness:
     """``frame``: a snapshot with the schema's features, ``label``, ``group_<column>`` for every
     column of ``GROUP_COLUMNS``, and optionally ``visited`` and ``truth``."""
-    features = frame[model.schema.ids]
-    p = model.predict_frame(features)["probability"].to_numpy()
+    scored = model.predict_frame(frame[model.schema.ids])  # one validation; the flag as served (cause gate)
     groups = frame[[f"group_{c}" for c in GROUP_COLUMNS]].set_axis(list(GROUP_COLUMNS), axis=1)
-    return fairness_table(frame["label"].to_numpy(), p, groups, model.thresholds.flag,
-                          eligible=model.cause_present(model.matrix(features)),
+    return fairness_table(frame["label"].to_numpy(), scored["probability"].to_numpy(), groups,
+                          model.thresholds.flag, flagged=scored["flagged"].to_numpy(),
                           truth=frame["truth"].to_numpy() if "truth" in frame else None,
                           visited=frame["visited"].to_numpy() if "visited" in frame else None,
                           n_boot=n_boot, seed=seed, min_positives=min_positives, min_households=min_households)
