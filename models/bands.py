@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,10 @@ class Cause:
     def present(self, column: np.ndarray) -> np.ndarray:
         """Per row of the cause's feature column: is the cause there (or unknown)?"""
         return ~(np.asarray(column, dtype="float64") < 1)
+
+    def present_in(self, x: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """:meth:`present` on the rows of ``x``, a matrix whose columns are ``ids`` (a schema's order)."""
+        return self.present(x[:, ids.index(self.feature)])
 
     def as_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "at_least": 1, "label": self.label}

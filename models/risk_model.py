@@ -135,12 +135,7 @@ class RiskModel:
 
     def cause_present(self, x: np.ndarray) -> np.ndarray | None:
         """Per row of ``x`` (schema order): does the household have the risk's cause? None: no gate."""
-        if self.cause is None:
-            return None
-        cache = self.__dict__.setdefault("_cause_column", {})
-        if "j" not in cache:
-            cache["j"] = self.schema.ids.index(self.cause.feature)
-        return self.cause.present(x[:, cache["j"]])
+        return None if self.cause is None else self.cause.present_in(x, self.schema.ids)
 
     def priority(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The order a visit list takes: the probability, and below everyone (-1) a household without

@@ -24,7 +24,7 @@ def calibrated_model(risk: str, booster: lgb.Booster, schema: FeatureSchema, x_v
     raw_val = np.asarray(booster.predict(x_val, raw_score=True))
     calibrator = PlattCalibrator().fit(raw_val, y_val)
     cause = Cause.of(risk) if schema.risk == risk else None
-    present = None if cause is None else cause.present(x_val[:, schema.ids.index(cause.feature)])
+    present = None if cause is None else cause.present_in(x_val, schema.ids)
     flag, medium = bands.lines(risk, calibrator.transform(raw_val), present)
     return RiskModel(risk=risk, booster=booster, schema=schema, calibrator=calibrator, cause=cause,
                      thresholds=Thresholds(flag=flag, medium=medium, capacity=bands.share[risk]),
