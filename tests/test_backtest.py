@@ -190,5 +190,8 @@ def test_the_ceiling_learns_from_the_truth_and_says_so(bt, backtest_run, monkeyp
     assert "### Beside the compared run: the models' labels (`truth-labels` here, `verified-labels` there)" in md
     assert "Sensitivity: the employment status" not in md
     assert "This run is a ceiling" not in bt.to_markdown(main)
+    # a variant plugged in by code, not named in VARIANTS, is reported by its name
+    plugged = bt.to_markdown({**main, "config": {**main["config"], "variant": "ipw"}})
+    assert "variant `ipw`" in plugged and bt.TRAINED_ON[False] in plugged
     with pytest.raises(SystemExit):
         bt.main(["--variant", "no-such-variant"])
